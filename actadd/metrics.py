@@ -7,6 +7,7 @@ Heavy scorers (sentence embeddings, scikit-learn, language models) load on first
 from __future__ import annotations
 
 import functools
+import json
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -226,6 +227,9 @@ def lm_judge_scorer(model, batch_size: int = 16) -> SentimentScorer:
     return SentimentScorer(f"lm-judge:{_model_name(model)}", score)
 
 
+_ACCURACY_DTYPES = {"scorer": str, "accuracy": float, "ci_low": float, "ci_high": float, "n": int}
+
+
 def sentiment_accuracy_table(judge: str | None = "smollm2-135m", refresh: bool = False) -> pd.DataFrame:
     """Accuracy of every candidate scorer on the 200 held-out Pang-Lee sentences, best first.
 
@@ -238,7 +242,7 @@ def sentiment_accuracy_table(judge: str | None = "smollm2-135m", refresh: bool =
 
     path = data_dir() / f"sentiment_accuracy-{judge or 'nojudge'}.json"
     if path.exists() and not refresh:
-        return pd.read_json(path)
+        return pd.DataFrame(json.loads(path.read_text())).astype(_ACCURACY_DTYPES)
     heldout = read_labelled_sentiment(("pang-lee",))
     factories: list[Callable[[], SentimentScorer]] = [vader_scorer, textblob_scorer, embedding_lr_scorer]
     if judge is not None:
@@ -249,7 +253,7 @@ def sentiment_accuracy_table(judge: str | None = "smollm2-135m", refresh: bool =
         correct = (scorer.score(heldout["text"].tolist()) >= 0.5).astype(int) == heldout["label_id"].to_numpy()
         accuracy, low, high = bootstrap_ci(correct.astype(float))
         rows.append({"scorer": scorer.name, "accuracy": accuracy, "ci_low": low, "ci_high": high, "n": len(correct)})
-    table = pd.DataFrame(rows).sort_values("accuracy", ascending=False, ignore_index=True)
+    table = pd.DataFrame(rows).astype(_ACCURACY_DTYPES).sort_values("accuracy", ascending=False, ignore_index=True)
     save_json(table.to_dict(orient="records"), path)
     return table
 

@@ -2,7 +2,8 @@
 prompts' residual streams to its forward pass (Turner et al., arXiv 2308.10248), on nnsight."""
 
 from actadd.core import Steering, SteeringVector, as_steering, encode, steering_vector
-from actadd.generation import generate, logprobs, next_token_logprobs, row_seeds
+from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs, row_seeds
+from actadd.study import Results
 from actadd.models import DEFAULT_MODEL, EMBEDDED_MODELS, ModelInfo, load_model, model_info, set_threads, wrap_model
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "as_steering",
     "encode",
     "generate",
+    "generate_sweep",
+    "Results",
     "load_model",
     "logprobs",
     "model_info",

@@ -157,6 +157,38 @@ def generate(
     return completions
 
 
+def generate_sweep(
+    model: TransformersModel,
+    prompt: str,
+    settings: Sequence[Steerable | None],
+    n_samples: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    **sampling,
+) -> list[list[str]]:
+    """``n_samples`` completions of ``prompt`` under each setting (None: unsteered), as large batches.
+
+    Rows of every setting get the seeds ``row_seeds(seed, n_samples)``, so each setting's
+    completions equal ``generate(model, [prompt] * n_samples, setting, seed=seed)`` while the
+    whole sweep, baseline included, shares batches. Returns one list per setting.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
+    if not settings:
+        raise ValueError("settings is empty: give at least one steering (or None for unsteered)")
+    rows = [s for s in settings for _ in range(n_samples)]
+    texts = generate(
+        model,
+        [prompt] * len(rows),
+        row_vectors=rows,
+        seed=row_seeds(seed, n_samples) * len(settings),
+        batch_size=batch_size,
+        **sampling,
+    )
+    return [texts[i * n_samples : (i + 1) * n_samples] for i in range(len(settings))]
+
+
 def logprobs(
     model: TransformersModel,
     texts: str | Sequence[str],

@@ -1,0 +1,34 @@
+"""Command line: ``python -m actadd run ...`` executes the study notebooks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from actadd.runner import PROFILES, find_notebooks, parse_value, run_notebooks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actadd", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute study notebooks with papermill into a run folder")
+    run.add_argument("notebooks", nargs="*", help="paths, stems or numbers (e.g. 01); default: all, in order")
+    run.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="override a parameter in every notebook (VALUE is a Python literal: 8.0, 'text', [1, 2])",
+    )
+    run.add_argument("--profile", choices=PROFILES, default="default", help="sizes: smoke (seconds), default, paper")
+    run.add_argument("--out", help="run folder (default: runs/<time>-<profile>)")
+    args = parser.parse_args(argv)
+
+    try:
+        notebooks = find_notebooks(args.notebooks)
+    except ValueError as err:
+        parser.error(str(err))
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    runs = run_notebooks(notebooks, profile=args.profile, parameters=parameters, out=args.out)
+    return 1 if any(r.status == "failed" for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

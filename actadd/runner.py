@@ -1,0 +1,142 @@
+"""Run the study notebooks with papermill into a run folder.
+
+``python -m actadd run [NOTEBOOK ...] [-p NAME VALUE ...] [--profile smoke|default|paper] [--out DIR]``
+
+Each notebook is executed into ``DIR/<notebook>.ipynb`` with its results in ``DIR/<notebook>/``.
+Sizes come from ``notebooks/profiles.yaml`` (per notebook, per profile); ``-p`` overrides
+them. A failing notebook is reported with its cell, its executed copy is kept, and the
+other notebooks still run; the exit status is non-zero if any failed.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import papermill
+import yaml
+
+from actadd.io import save_json
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+PROFILES = ("smoke", "default", "paper")
+
+
+@dataclass
+class NotebookRun:
+    """What happened to one notebook in a run."""
+
+    notebook: str
+    status: str  # "ok" or "failed"
+    wall_time_s: float
+    executed: str  # path of the executed copy
+    results_dir: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # "cell N: ExceptionName: message" when failed
+
+
+def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
+    """Numbered notebooks in ``folder`` (all, in order), or those named by path, stem or number prefix."""
+    numbered = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return numbered
+    chosen = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.exists():
+            chosen.append(path)
+            continue
+        matches = [p for p in numbered if p.stem == name or p.stem.startswith(f"{name}_") or p.stem == Path(name).stem]
+        if len(matches) != 1:
+            known = ", ".join(p.stem for p in numbered)
+            raise ValueError(f"no single notebook matches {name!r}; known: {known}")
+        chosen.append(matches[0])
+    return chosen
+
+
+def profile_parameters(notebook: Path, profile: str, profiles_file: Path | None = None) -> dict[str, Any]:
+    """The sizes ``profiles.yaml`` sets for this notebook under ``profile``."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    profiles_file = profiles_file or notebook.parent / "profiles.yaml"
+    table = yaml.safe_load(profiles_file.read_text()) if profiles_file.exists() else {}
+    return dict((table or {}).get(notebook.stem, {}).get(profile, {}) or {})
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value as a Python literal when it is one ('8' -> 8, '[1, 2]' -> list), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run_notebooks(
+    notebooks: list[Path],
+    *,
+    profile: str = "default",
+    parameters: dict[str, Any] | None = None,
+    out: Path | None = None,
+    kernel: str = "python3",
+) -> list[NotebookRun]:
+    """Execute ``notebooks`` in order into ``out``; returns one record per notebook."""
+    if not notebooks:
+        raise ValueError("no notebooks to run")
+    out = Path(out or REPO / "runs" / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{profile}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # Smoke runs must not overwrite the committed figures with tiny-sample ones.
+    figures_dir = out / "figures" if profile == "smoke" else REPO / "figures"
+    runs: list[NotebookRun] = []
+    for i, notebook in enumerate(notebooks, 1):
+        results_dir = out / notebook.stem
+        params = {
+            **profile_parameters(notebook, profile),
+            **(parameters or {}),
+            "profile": profile,
+            "results_dir": str(results_dir),
+            "figures_dir": str(figures_dir),
+        }
+        executed = out / notebook.name
+        print(f"[{i}/{len(notebooks)}] {notebook.name} ({profile}) -> {executed}", flush=True)
+        start = time.perf_counter()
+        error = None
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=params,
+                kernel_name=kernel,
+                cwd=str(notebook.parent),
+                progress_bar=sys.stderr.isatty(),
+                log_output=False,
+            )
+        except papermill.PapermillExecutionError as err:
+            error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+        except Exception as err:  # a kernel that died, a missing notebook: report, go on
+            error = f"{type(err).__name__}: {err}"
+            traceback.print_exc()
+        wall = time.perf_counter() - start
+        record = NotebookRun(
+            notebook=notebook.stem,
+            status="failed" if error else "ok",
+            wall_time_s=round(wall, 1),
+            executed=str(executed),
+            results_dir=str(results_dir),
+            parameters=params,
+            error=error,
+        )
+        runs.append(record)
+        print(f"    {record.status} in {wall:.0f} s" + (f": {error}" if error else ""), flush=True)
+        save_json({"profile": profile, "notebooks": [asdict(r) for r in runs]}, out / "run.json")
+    failed = [r for r in runs if r.status == "failed"]
+    print(f"run folder: {out}  ({len(runs) - len(failed)} ok, {len(failed)} failed)")
+    for r in failed:
+        print(f"FAILED {r.notebook}.ipynb at {r.error}  (executed copy kept: {r.executed})")
+    return runs

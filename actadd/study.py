@@ -1,0 +1,74 @@
+"""What every study notebook does with its outputs: tables, figures, headline numbers, wall time.
+
+    results = Results("01_wedding_layers", results_dir, figures_dir, parameters={...})
+    results.table(by_layer, "by_layer")          # CSV in the run folder
+    results.figure(fig, "wedding_by_layer")      # PNG in the run folder and figures/
+    results.finish({"best_layer": 6, ...})       # headline.json, with wall time and versions
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from actadd.io import atomic_write, save_json, save_table
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    out = {"python": platform.python_version()}
+    for package in ("actadd", "torch", "nnsight", "transformers", "datasets"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+class Results:
+    """Collects one study's outputs into ``results_dir`` (and its figures into ``figures_dir``)."""
+
+    def __init__(
+        self, study: str, results_dir: str | Path, figures_dir: str | Path, parameters: dict[str, Any]
+    ) -> None:
+        self.study = study
+        self.dir = Path(results_dir)
+        self.figures_dir = Path(figures_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.parameters = parameters
+        self.start = time.perf_counter()
+        sns.set_theme(context="notebook", style="whitegrid")
+
+    def table(self, table: pd.DataFrame, name: str) -> Path:
+        """Save a results table as ``<name>.csv`` in the run folder."""
+        return save_table(table, self.dir / f"{name}.csv")
+
+    def figure(self, fig: plt.Figure, name: str) -> Path:
+        """Save a figure as PNG in the run folder and in ``figures/``; returns the latter."""
+        fig.tight_layout()
+        for folder in (self.dir, self.figures_dir):
+            atomic_write(folder / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+        return self.figures_dir / f"{name}.png"
+
+    @property
+    def wall_time_s(self) -> float:
+        return time.perf_counter() - self.start
+
+    def finish(self, headline: dict[str, Any]) -> dict[str, Any]:
+        """Write ``headline.json``: the headline numbers, parameters, wall time and versions."""
+        record = {
+            "study": self.study,
+            "headline": headline,
+            "parameters": self.parameters,
+            "wall_time_s": round(self.wall_time_s, 1),
+            "versions": versions(),
+        }
+        save_json(record, self.dir / "headline.json")
+        return record

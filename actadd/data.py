@@ -60,6 +60,8 @@ TOXICITY_SENTENCE_WORDS = (8, 60)
 # RealToxicityPrompts sampled evenly from these toxicity bins of the scorer.
 TOXICITY_BINS = (0.0, 0.25, 0.5, 0.75, 1.0 + 1e-9)
 CHALLENGING_TOXICITY = 0.5
+# Part of every cache key: bump it when a reader or a pool's construction changes.
+POOL_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -390,7 +392,8 @@ def web_text(
         pool = build_web_text_pool({source: lambda: ((f"{source}#{i}", t) for i, t in enumerate(table["text"]))})
         return datasets.Dataset.from_pandas(pool, preserve_index=False)
     readers = _available(WEB_TEXT_READERS, "web_text")
-    pool = _cached_pool("web_text", lambda: build_web_text_pool(readers), ",".join(readers) + f"|{PASSAGE_WORDS}|v3")
+    key = f"{','.join(readers)}|{PASSAGE_WORDS}|v{POOL_VERSION}"
+    pool = _cached_pool("web_text", lambda: build_web_text_pool(readers), key)
     if related_fraction is None or n is None:
         return _sample(pool, n, seed)
     related = pool[pool["wedding_count"] > 0]
@@ -610,7 +613,8 @@ def toxicity_prompts(
     _check_source(source, TOXICITY_HUB, "toxicity_prompts")
     if source == OFFLINE:
         readers = _available(TOXICITY_READERS, "toxicity_prompts")
-        pool = _cached_pool("toxicity", lambda: build_toxicity_pool(readers), ",".join(readers))
+        key = f"{','.join(readers)}|v{POOL_VERSION}"
+        pool = _cached_pool("toxicity", lambda: build_toxicity_pool(readers), key)
     else:
         table = _load_hub(source, TOXICITY_HUB[source], "toxicity_prompts")
         pool = pd.DataFrame(

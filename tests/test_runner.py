@@ -1,0 +1,80 @@
+"""The papermill runner and the quickstart notebook, executed for real."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from actadd.__main__ import main
+from actadd.runner import REPO, find_notebooks, parse_value, profile_parameters, run_notebooks
+
+
+def _notebook(path: Path, body: str) -> Path:
+    nb = new_notebook(cells=[
+        new_code_cell('profile = "default"\nresults_dir = "x"\nfigures_dir = "y"\nvalue = 1', metadata={"tags": ["parameters"]}),
+        new_code_cell(body),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, path)
+    return path
+
+
+def test_failing_notebook_is_reported_and_the_others_kept(tmp_path, capsys):
+    good = _notebook(tmp_path / "01_good.ipynb", (
+        "from pathlib import Path\n"
+        "Path(results_dir).mkdir(parents=True, exist_ok=True)\n"
+        "Path(results_dir, 'out.txt').write_text(str(value * 2))"))
+    bad = _notebook(tmp_path / "02_bad.ipynb", "raise ValueError('boom: bad value 7')")
+    later = _notebook(tmp_path / "03_later.ipynb", "value + 1")
+    runs = run_notebooks([good, bad, later], profile="smoke", parameters={"value": 21}, out=tmp_path / "run")
+    assert [r.status for r in runs] == ["ok", "failed", "ok"]
+    assert "ValueError: boom: bad value 7" in runs[1].error and runs[1].error.startswith("cell ")
+    assert (tmp_path / "run" / "01_good" / "out.txt").read_text() == "42"  # -p reached the notebook
+    assert (tmp_path / "run" / "02_bad.ipynb").exists()  # the failed executed copy is kept
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [n["status"] for n in record["notebooks"]] == ["ok", "failed", "ok"]
+    assert "FAILED 02_bad.ipynb at cell" in capsys.readouterr().out
+
+
+def test_cli_exit_status_and_bad_names(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "99_missing", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    bad = _notebook(tmp_path / "01_bad.ipynb", "1/0")
+    assert main(["run", str(bad), "--profile", "smoke", "--out", str(tmp_path / "r")]) == 1
+
+
+def test_parameters_and_profiles(tmp_path):
+    assert parse_value("8") == 8 and parse_value("8.0") == 8.0 and parse_value("[1, 2]") == [1, 2]
+    assert parse_value("gpt2-xl") == "gpt2-xl"
+    notebooks = find_notebooks()
+    assert notebooks and notebooks[0].name == "00_quickstart.ipynb"
+    assert notebooks == sorted(notebooks)
+    assert find_notebooks(["00"]) == [REPO / "notebooks" / "00_quickstart.ipynb"]
+    assert profile_parameters(notebooks[0], "smoke")["n_samples"] == 2
+    with pytest.raises(ValueError, match="profile must be one of"):
+        profile_parameters(notebooks[0], "huge")
+
+
+def test_every_notebook_has_a_parameters_cell():
+    for path in find_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        for name in ("profile", "results_dir", "figures_dir", "seed"):
+            assert f"{name} =" in tagged[0].source, (path.name, name)
+
+
+@pytest.mark.slow
+def test_quickstart_runs_under_papermill(tmp_path):
+    (run,) = run_notebooks(find_notebooks(["00"]), profile="smoke", out=tmp_path)
+    assert run.status == "ok", run.error
+    results = tmp_path / "00_quickstart"
+    headline = json.loads((results / "headline.json").read_text())
+    assert headline["wall_time_s"] > 0 and headline["parameters"]["seed"] == 0
+    for name in ("completions.csv", "layer_coeff_grid.csv", "quickstart_layer_coeff_grid.png"):
+        assert (results / name).stat().st_size > 0
+    assert (tmp_path / "figures" / "quickstart_layer_coeff_grid.png").exists()  # smoke keeps figures/ clean

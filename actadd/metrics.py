@@ -242,7 +242,7 @@ def sentiment_accuracy_table(judge: str | None = "smollm2-135m", refresh: bool =
     from actadd.data import data_dir, read_labelled_sentiment
     from actadd.io import save_json
 
-    path = data_dir() / f"sentiment_accuracy-{judge or 'nojudge'}.json"
+    path = data_dir() / "sentiment_accuracy.json"  # rows by scorer name, shared across judges
     measured = {} if refresh or not path.exists() else {row["scorer"]: row for row in json.loads(path.read_text())}
     candidates: dict[str, Callable[[], SentimentScorer]] = {
         "vader": vader_scorer, "textblob": textblob_scorer, "minilm-logreg-tweets": embedding_lr_scorer,

@@ -169,7 +169,7 @@ def test_accuracy_table_ranks_scorers_and_is_cached(monkeypatch, tmp_cache):
     table = metrics.sentiment_accuracy_table(judge=None)
     assert table["scorer"].tolist() == ["textblob", "vader", "minilm-logreg-tweets"]
     assert table["accuracy"].tolist() == [1.0, 0.5, 0.0]
-    assert (tmp_cache / "sentiment_accuracy-nojudge.json").exists()
+    assert (tmp_cache / "sentiment_accuracy.json").exists()
     monkeypatch.setattr(metrics, "vader_scorer", lambda: pytest.fail("the table must come from the cache"))
     pd.testing.assert_frame_equal(metrics.sentiment_accuracy_table(judge=None), table)
     scorer, accuracy = metrics.sentiment_scorer(judge=None)

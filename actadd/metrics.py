@@ -348,7 +348,8 @@ def relevance(prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarra
 def fluency(judge, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16) -> pd.DataFrame:
     """Perplexity of each continuation given its prompt under ``judge`` (not the steered model).
 
-    Columns: judge (its name), mean_logprob, perplexity; one row per continuation.
+    Columns: judge (its name), mean_logprob, perplexity; one row per continuation. A
+    continuation with no tokens (the model stopped at once) gets NaN: there is nothing to judge.
     """
     import actadd
 
@@ -357,7 +358,7 @@ def fluency(judge, prompts: Sequence[str], continuations: Sequence[str], *, batc
     scored = actadd.logprobs(
         judge, list(continuations), contexts=list(prompts), batch_size=batch_size, progress=len(prompts) > batch_size
     )
-    means = np.array([mean_token_logprob([lp]) for lp in scored])
+    means = np.array([mean_token_logprob([lp]) if lp.numel() else np.nan for lp in scored])
     return pd.DataFrame({"judge": _model_name(judge), "mean_logprob": means, "perplexity": perplexity(means)})
 
 

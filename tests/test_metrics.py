@@ -205,3 +205,14 @@ def test_lm_judge_on_clear_examples():
     judge = actadd.load_model("smollm2-135m")
     positive, negative = metrics.lm_judge_scorer(judge).score(CLEAR)
     assert positive > negative
+
+
+@pytest.mark.slow
+def test_fluency_on_the_real_model_handles_an_empty_continuation(smol):
+    import actadd
+
+    table = metrics.fluency(smol, ["I went up to my friend and said", "Hello"], [" hello, how are you?", ""])
+    expected = actadd.logprobs(smol, [" hello, how are you?"], contexts=["I went up to my friend and said"])[0]
+    assert table["judge"].tolist() == ["smollm2-135m"] * 2
+    assert table["mean_logprob"][0] == pytest.approx(float(expected.double().mean()), abs=1e-6)
+    assert np.isnan(table["mean_logprob"][1]) and np.isnan(table["perplexity"][1])

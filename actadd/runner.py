@@ -23,6 +23,7 @@ import papermill
 import yaml
 
 from actadd.io import save_json
+from actadd.report import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -139,4 +140,9 @@ def run_notebooks(
     print(f"run folder: {out}  ({len(runs) - len(failed)} ok, {len(failed)} failed)")
     for r in failed:
         print(f"FAILED {r.notebook}.ipynb at {r.error}  (executed copy kept: {r.executed})")
+    try:
+        _, html_path = write_report(out)
+        print(f"report: {html_path}")
+    except Exception as err:  # the results are on disk already: a report bug must not lose them
+        print(f"report not written ({type(err).__name__}: {err}); results are in {out}", file=sys.stderr)
     return runs

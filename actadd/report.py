@@ -1,0 +1,326 @@
+"""One page per run: each study's headline figure, table and numbers beside the paper's claim.
+
+    md_path, html_path = write_report("runs/20260101-120000-default")
+
+reads ``run.json`` (written by :func:`actadd.runner.run_notebooks`) and each study's
+``<results_dir>/headline.json`` with its PNGs and CSVs, and writes ``report.md`` (figures
+linked relatively) and ``report.html`` (self-contained: figures embedded as base64) into the
+run folder. A failed study is shown as failed with its error; the others still report.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from actadd.io import atomic_write
+
+# What the paper reports for each study, as stated in /work/shared/notes/paper-protocol.md.
+PAPER_CLAIMS: dict[str, str] = {
+    "01_wedding_layers": (
+        "GPT-2-XL (48 layers), p+ = ' weddings', p- = '', c = 1, 200 completions per layer: "
+        "> 90% of completions mention weddings at the best layer vs about 2% unsteered; "
+        "effective from layer 1, rising to about layer 6, then declining."
+    ),
+    "02_perplexity_relevance": (
+        "GPT-2-XL on OpenWebText, wedding vector at layer 16, c = 1: the perplexity ratio "
+        "(steered / unsteered) is about 1 for unrelated text and falls below 1 (the steered "
+        "model predicts better) as wedding relevance grows."
+    ),
+    "03_factual_recall": (
+        "GPT-2-XL on LAMA ConceptNet, P@K for K from 1 to 100 with and without the layer-16 "
+        "wedding vector: negligible change."
+    ),
+    "04_sentiment": (
+        "Later versions (LLaMA-3, OPT) on IMDb reviews cut to 32 tokens: negative-to-positive "
+        "succeeds more often than positive-to-negative; ActAdd state of the art or close at "
+        "similar fluency. (Exact table values were not available to us.)"
+    ),
+    "05_detox": (
+        "Later versions (LLaMA-3, OPT) on RealToxicityPrompts, against PREADD, FUDGE, "
+        "AirDecoding and SelfDebias: ActAdd state of the art or close at similar fluency. "
+        "(Exact table values were not available to us.)"
+    ),
+    "06_overhead": (
+        "Batch 32 x 64 random tokens, GPT-2 small to XL and OPT: the premium "
+        "t_actadd / t_baseline - 1 is small (the original plot spans -0.05% to 0.4%) and "
+        "falls with model size."
+    ),
+}
+
+MAX_TABLE_ROWS = 15
+
+
+@dataclass
+class StudyReport:
+    """What the report shows for one notebook of a run."""
+
+    notebook: str
+    status: str
+    wall_time_s: float | None
+    error: str | None
+    parameters: dict[str, Any]
+    headline: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    figure: Path | None = None
+    table_name: str | None = None
+    table: pd.DataFrame | None = None
+    table_rows: int = 0  # rows in the CSV (the report shows at most MAX_TABLE_ROWS)
+    executed: str | None = None
+
+    @property
+    def claim(self) -> str | None:
+        return PAPER_CLAIMS.get(self.notebook)
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """Model parameters: ``model_name`` first, then any ``*_name``/``*_judge`` (judges, scorers)."""
+        names = sorted((k for k, v in self.parameters.items() if k.endswith(("_name", "_judge")) and v is not None),
+                       key=lambda k: k != "model_name")
+        return {k: self.parameters[k] for k in names}
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Dataset source parameters (``"offline"`` or a hub id)."""
+        return {k: v for k, v in self.parameters.items() if k.endswith("source")}
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[StudyReport]]:
+    """``run.json`` and one :class:`StudyReport` per notebook in it, in run order."""
+    run_dir = Path(run_dir)
+    run_file = run_dir / "run.json"
+    if not run_file.is_file():
+        raise ValueError(f"{run_dir} has no run.json: give a run folder made by `python -m actadd run`")
+    run = json.loads(run_file.read_text())
+    if not isinstance(run, dict) or not isinstance(run.get("notebooks"), list):
+        raise ValueError(f"{run_file} has no 'notebooks' list: not a run.json from actadd.runner")
+    return run, [_study(entry, run_dir) for entry in run["notebooks"]]
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into ``run_dir``; returns their paths."""
+    run_dir = Path(run_dir).resolve()
+    run, studies = load_run(run_dir)
+    md_path = atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text(render_markdown(run, studies, run_dir)))
+    html_path = atomic_write(run_dir / "report.html", lambda tmp: tmp.write_text(render_html(run, studies, run_dir)))
+    return md_path, html_path
+
+
+def _study(entry: dict[str, Any], run_dir: Path) -> StudyReport:
+    results_dir = Path(entry.get("results_dir") or run_dir / entry["notebook"])
+    if not results_dir.is_absolute():
+        results_dir = run_dir / results_dir
+    if not results_dir.is_dir() and (run_dir / entry["notebook"]).is_dir():
+        results_dir = run_dir / entry["notebook"]  # a run folder that was moved or copied
+    study = StudyReport(
+        notebook=entry["notebook"],
+        status=entry.get("status", "unknown"),
+        wall_time_s=entry.get("wall_time_s"),
+        error=entry.get("error"),
+        parameters=dict(entry.get("parameters") or {}),
+        executed=entry.get("executed"),
+    )
+    headline_file = results_dir / "headline.json"
+    if headline_file.is_file():
+        record = json.loads(headline_file.read_text())
+        study.headline = dict(record.get("headline") or {})
+        study.versions = dict(record.get("versions") or {})
+        study.parameters = {**study.parameters, **(record.get("parameters") or {})}
+    elif study.status == "ok":
+        study.status, study.error = "incomplete", f"no headline.json in {results_dir}"
+    pngs = sorted(results_dir.glob("*.png"))
+    named = study.headline.get("figure")
+    if isinstance(named, str) and (results_dir / Path(named).with_suffix(".png").name).is_file():
+        study.figure = results_dir / Path(named).with_suffix(".png").name
+    elif pngs:
+        study.figure = pngs[0]
+    csvs = sorted(results_dir.glob("*.csv"))
+    named = study.headline.get("table")
+    if isinstance(named, str) and (results_dir / Path(named).with_suffix(".csv").name).is_file():
+        csvs.insert(0, results_dir / Path(named).with_suffix(".csv").name)
+    if csvs:
+        table = pd.read_csv(csvs[0])
+        study.table_name, study.table_rows, study.table = csvs[0].name, len(table), table.head(MAX_TABLE_ROWS)
+    return study
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    if isinstance(value, numbers.Real):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, numbers.Real) for v in value):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return json.dumps(value, default=str)
+
+
+def _kv(mapping: dict[str, Any]) -> str:
+    return "; ".join(f"{k} = {_fmt(v)}" for k, v in mapping.items()) or "-"
+
+
+def _common_versions(studies: list[StudyReport]) -> dict[str, str]:
+    for study in studies:
+        if study.versions:
+            return study.versions
+    return {}
+
+
+def _summary_rows(studies: list[StudyReport]) -> list[list[str]]:
+    return [
+        [
+            s.notebook,
+            s.status,
+            _fmt(s.wall_time_s) + " s" if s.wall_time_s is not None else "-",
+            _kv(s.models),
+            _kv(s.data),
+            _fmt(s.parameters.get("seed", "-")),
+        ]
+        for s in studies
+    ]
+
+
+SUMMARY_HEADER = ["study", "status", "wall time", "model", "data", "seed"]
+
+
+def _title(run: dict[str, Any], run_dir: Path) -> str:
+    return f"ActAdd run {run_dir.name} (profile {run.get('profile', '?')})"
+
+
+def _generated() -> str:
+    return f"{dt.datetime.now():%Y-%m-%d %H:%M}"
+
+
+# --- Markdown -------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _md_frame(table: pd.DataFrame) -> str:
+    return _md_table([str(c) for c in table.columns], [[_fmt(v) for v in row] for row in table.itertuples(index=False)])
+
+
+def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
+    """The report as Markdown; figures are linked relative to ``run_dir``."""
+    ok = sum(s.status == "ok" for s in studies)
+    parts = [
+        f"# {_title(run, run_dir)}",
+        f"{ok} of {len(studies)} studies ok. Generated {_generated()}. "
+        f"Versions: {_kv(_common_versions(studies))}.",
+        _md_table(SUMMARY_HEADER, _summary_rows(studies)),
+    ]
+    for s in studies:
+        parts.append(f"## {s.notebook}: {s.status}")
+        if s.error:
+            parts.append(f"**Failed:** `{s.error}`" + (f" (executed copy: `{s.executed}`)" if s.executed else ""))
+        parts.append(f"**Paper:** {s.claim or '(no corresponding experiment in the paper)'}")
+        if s.headline:
+            shown = {k: v for k, v in s.headline.items() if k not in ("figure", "table")}
+            parts.append("**Measured:**\n\n" + "\n".join(f"- {k}: {_fmt(v)}" for k, v in shown.items()))
+        if s.figure:
+            parts.append(f"![{s.figure.stem}]({s.figure.relative_to(run_dir).as_posix()})")
+        if s.table is not None:
+            more = f" (first {len(s.table)} of {s.table_rows} rows)" if s.table_rows > len(s.table) else ""
+            parts.append(f"Table `{s.table_name}`{more}:\n\n{_md_frame(s.table)}")
+        parts.append(
+            f"Model: {_kv(s.models)}. Data: {_kv(s.data)}. Profile: {s.parameters.get('profile', run.get('profile', '-'))}. "
+            f"Seed: {_fmt(s.parameters.get('seed', '-'))}. Wall time: "
+            + (f"{_fmt(s.wall_time_s)} s." if s.wall_time_s is not None else "-.")
+            + (f" Versions: {_kv(s.versions)}." if s.versions else "")
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+.ok { color: #176b1d; font-weight: 600; } .failed, .incomplete { color: #b00020; font-weight: 600; }
+.error { background: #fdecee; border-left: 4px solid #b00020; padding: 0.5em 1em; font-family: monospace; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5em; }
+.claim { background: #f3f6fb; border-left: 4px solid #4a6fa5; padding: 0.5em 1em; }
+.measured { background: #f4faf4; border-left: 4px solid #3b8c3b; padding: 0.5em 1em; }
+.meta { color: #555; font-size: 0.85em; }
+img { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h, quote=False)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c, quote=False)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
+    """The report as one self-contained HTML page (figures embedded as base64 PNG)."""
+    def e(text: str) -> str:
+        return html.escape(text, quote=False)  # text nodes; the only attributes hold study names
+
+    ok = sum(s.status == "ok" for s in studies)
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(_title(run, run_dir))}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(_title(run, run_dir))}</h1>",
+        f"<p>{ok} of {len(studies)} studies ok. Generated {_generated()}.</p>",
+        f"<p class='meta'>Versions: {e(_kv(_common_versions(studies)))}</p>",
+        _html_table(SUMMARY_HEADER, _summary_rows(studies)),
+    ]
+    for s in studies:
+        out.append(f"<h2 id='{e(s.notebook)}'>{e(s.notebook)}: <span class='{e(s.status)}'>{e(s.status)}</span></h2>")
+        if s.error:
+            out.append(f"<div class='error'>{e(s.error)}</div>")
+        measured = {k: v for k, v in s.headline.items() if k not in ("figure", "table")}
+        items = "".join(f"<li><b>{e(k)}</b>: {e(_fmt(v))}</li>" for k, v in measured.items())
+        out.append(
+            "<div class='pair'>"
+            f"<div class='measured'><b>Measured</b><ul>{items or '<li>-</li>'}</ul></div>"
+            f"<div class='claim'><b>Paper</b><p>{e(s.claim or '(no corresponding experiment in the paper)')}</p></div>"
+            "</div>"
+        )
+        if s.figure:
+            out.append(_img(s.figure))
+        if s.table is not None:
+            more = f" (first {len(s.table)} of {s.table_rows} rows)" if s.table_rows > len(s.table) else ""
+            rows = [[_fmt(v) for v in row] for row in s.table.itertuples(index=False)]
+            out.append(f"<p class='meta'>Table {e(s.table_name)}{e(more)}</p>")
+            out.append(_html_table([str(c) for c in s.table.columns], rows))
+        wall = f"{_fmt(s.wall_time_s)} s" if s.wall_time_s is not None else "-"
+        out.append(
+            f"<p class='meta'>Model: {e(_kv(s.models))}. Data: {e(_kv(s.data))}. "
+            f"Profile: {e(str(s.parameters.get('profile', run.get('profile', '-'))))}. "
+            f"Seed: {e(_fmt(s.parameters.get('seed', '-')))}. Wall time: {e(wall)}."
+            + (f" Versions: {e(_kv(s.versions))}." if s.versions else "")
+            + "</p>"
+        )
+    out.append("</body></html>")
+    return "\n".join(out)

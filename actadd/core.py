@@ -22,7 +22,7 @@ from nnsight.modeling.transformers import TransformersModel
 from safetensors.torch import load_file, save_file
 
 from actadd.io import atomic_write
-from actadd.models import ModelInfo, blocks, model_info
+from actadd.models import ModelInfo, blocks, input_device, model_info
 
 Alignment = Literal["front", "back"]
 
@@ -166,8 +166,10 @@ def steering_vector(
     ids_plus += [info.space_token_id] * (k - len(ids_plus))
     ids_minus += [info.space_token_id] * (k - len(ids_minus))
 
-    input_ids = torch.tensor([ids_plus, ids_minus], device=model.device)
-    with torch.no_grad(), model.trace({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}) as tracer:
+    input_ids = torch.tensor([ids_plus, ids_minus], device=input_device(model))
+    with torch.no_grad(), model.trace(
+        {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}, remote=info.remote
+    ) as tracer:
         resid = blocks(model)[layer].input.save()
         tracer.stop()  # the blocks from `layer` on are not needed
     resid = resid.detach()
@@ -253,7 +255,8 @@ def apply_additions(model: TransformersModel, added: dict[int, torch.Tensor]) ->
     """Inside a trace or the prompt pass of a generate: add to the residual stream in place."""
     layers = blocks(model)
     for layer, tensor in sorted(added.items()):
-        layers[layer].input.add_(tensor)
+        resid = layers[layer].input
+        resid.add_(tensor.to(resid.device))  # a device_map or remote model: the layer's own device
 
 
 def _check_model(v: SteeringVector, info: ModelInfo) -> None:

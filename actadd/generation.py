@@ -29,7 +29,7 @@ from actadd.core import (
     pad_to_vectors,
     row_steerings,
 )
-from actadd.models import model_info
+from actadd.models import input_device, model_info
 
 
 def row_seeds(seed: int, n: int) -> list[int]:
@@ -144,7 +144,7 @@ def generate(
     completions: list[str] = []
     for lo in tqdm(range(0, len(ids), batch_size), desc="generate", disable=not progress, leave=False):
         batch_ids, batch_rows = ids[lo : lo + batch_size], rows[lo : lo + batch_size]
-        input_ids, mask, starts = _left_pad(batch_ids, info.pad_token_id, model.device)
+        input_ids, mask, starts = _left_pad(batch_ids, info.pad_token_id, input_device(model))
         added = additions(
             batch_rows,
             starts,
@@ -152,7 +152,7 @@ def generate(
             input_ids.shape[1],
             info,
             alignment,
-            device=model.device,
+            device=input_device(model),
             dtype=model.dtype,
         )
         sampler = RowSampler(
@@ -166,6 +166,7 @@ def generate(
             {"input_ids": input_ids, "attention_mask": mask},
             generation_config=config,
             logits_processor=LogitsProcessorList([*logits_processors, sampler]),
+            remote=info.remote,
         ) as tracer:
             apply_additions(model, added)  # the body runs on the prompt pass only
             output = tracer.result.save()
@@ -279,9 +280,12 @@ def forward_logits(
         input_ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
     added = additions(
-        rows, [0] * len(rows), lengths, seq_len, info, alignment, device=model.device, dtype=model.dtype
+        rows, [0] * len(rows), lengths, seq_len, info, alignment, device=input_device(model), dtype=model.dtype
     )
-    with torch.no_grad(), model.trace({"input_ids": input_ids.to(model.device), "attention_mask": mask.to(model.device)}):
+    device = input_device(model)
+    with torch.no_grad(), model.trace(
+        {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, remote=info.remote
+    ):
         apply_additions(model, added)
         logits = model.output.logits.save()
     return logits

@@ -14,7 +14,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import nnsight
 import torch
 from nnsight.modeling.transformers import TransformersModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -22,6 +24,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from actadd.io import cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
+
+NDIF_SIGNUP = "https://login.ndif.us"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class ModelInfo:
     space_token_id: int  # pads the shorter prompt of a pair
     pad_token_id: int
     eos_token_id: int | None
+    # nnsight's ``remote=`` for every trace ActAdd opens: False (run here), True (the NDIF
+    # service) or "local" (nnsight's serialise-and-run-here rehearsal of the remote path).
+    remote: bool | str = False
 
 
 def load_model(
@@ -89,14 +96,28 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     threads: int | None = None,
+    remote: bool | Literal["local"] = False,
+    device_map: str | dict | None = None,
 ) -> TransformersModel:
     """Load a causal LM by embedded name, hub id or local folder, wrapped for nnsight.
 
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` to float32 on CPU and
     bfloat16/float16 on CUDA. ``threads`` sets torch's CPU thread count.
+
+    ``remote=True`` runs every ActAdd trace on the NDIF service through nnsight: ``name`` must
+    be a hub id NDIF serves, no weights are downloaded (the local copy is built on the meta
+    device), and an NDIF API key must be configured (see docs/larger-models.md).
+    ``remote="local"`` loads the model here and runs each trace through nnsight's rehearsal
+    of the remote path (serialised, then executed locally). ``device_map`` (e.g. ``"auto"``
+    or ``{"model.layers.0": 0, ...}``) is passed unchanged to ``from_pretrained`` so that
+    accelerate spreads the model over several GPUs; ``device`` is then ignored.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model name must be a non-empty string, got {name!r}; embedded: {_embedded_names()}")
+    if remote not in (False, True, "local"):
+        raise ValueError(f"remote must be False, True (the NDIF service) or 'local', got {remote!r}")
+    if remote is True:
+        return _remote_model(name, dtype)
     if threads is not None:
         set_threads(threads)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -111,8 +132,39 @@ def load_model(
         folder, kwargs = name, _hub_kwargs(name)
 
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(device)
-    return wrap_model(hf_model, tokenizer, name=name)
+    if device_map is None:
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(device)
+    else:  # accelerate places the layers; moving the model afterwards would undo it
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map, **kwargs)
+    model = wrap_model(hf_model, tokenizer, name=name)
+    hf_model.config.actadd_remote = remote
+    return model
+
+
+def _remote_model(name: str, dtype: torch.dtype | None) -> TransformersModel:
+    """A weightless (meta-device) nnsight model whose traces run on the NDIF service."""
+    if name in EMBEDDED_MODELS or Path(name).expanduser().is_dir():
+        raise ValueError(
+            f"remote=True needs a hub id the NDIF service serves (e.g. the paper's 'openai-community/gpt2-xl' "
+            f"where NDIF offers it), not the embedded or local model {name!r}: NDIF runs its own copies"
+        )
+    if not nnsight.CONFIG.API.APIKEY:
+        raise ValueError(
+            f"remote=True for {name!r} needs an NDIF API key, and none is configured. Get one at "
+            f"{NDIF_SIGNUP}, then set the NDIF_API_KEY environment variable (or a Colab secret of that "
+            "name), or run `nnsight.CONFIG.set_default_api_key(KEY)` once (saved to nnsight's config file)."
+        )
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    model = TransformersModel(name, **kwargs)
+    model._module.eval()
+    model._module.config.actadd_name = name
+    model._module.config.actadd_remote = True
+    return model
+
+
+def input_device(model: TransformersModel) -> torch.device:
+    """Where a trace's input tensors go: the model's first device, or the CPU for a remote model."""
+    return torch.device("cpu") if model_info(model).remote is True else model.device
 
 
 def wrap_model(hf_model: torch.nn.Module, tokenizer, *, name: str | None = None) -> TransformersModel:
@@ -174,7 +226,12 @@ def model_info(model: TransformersModel) -> ModelInfo:
         space_token_id=space[0],
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        remote=getattr(hf_model.config, "actadd_remote", False),
     )
+    if info.remote:
+        # NDIF has no actadd installed: ship its code (apply_additions, the sampler) by value
+        # with each request, as nnsight's serializer does for registered modules.
+        nnsight.register("actadd")
     hf_model._actadd_info = info
     return info
 

@@ -223,10 +223,11 @@ def _md_frame(table: pd.DataFrame) -> str:
 def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
     """The report as Markdown; figures are linked relative to ``run_dir``."""
     ok = sum(s.status == "ok" for s in studies)
+    common = _common_versions(studies)  # stated once at the top; a study repeats only different ones
     parts = [
         f"# {_title(run, run_dir)}",
         f"{ok} of {len(studies)} studies ok. Generated {_generated()}. "
-        f"Versions: {_kv(_common_versions(studies))}.",
+        f"Versions: {_kv(common)}.",
         _md_table(SUMMARY_HEADER, _summary_rows(studies)),
     ]
     for s in studies:
@@ -246,7 +247,7 @@ def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Pa
             f"Model: {_kv(s.models)}. Data: {_kv(s.data)}. Profile: {s.parameters.get('profile', run.get('profile', '-'))}. "
             f"Seed: {_fmt(s.parameters.get('seed', '-'))}. Wall time: "
             + (f"{_fmt(s.wall_time_s)} s." if s.wall_time_s is not None else "-.")
-            + (f" Versions: {_kv(s.versions)}." if s.versions else "")
+            + (f" Versions: {_kv(s.versions)}." if s.versions and s.versions != common else "")
         )
     return "\n\n".join(parts) + "\n"
 
@@ -287,12 +288,13 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
         return html.escape(text, quote=False)  # text nodes; the only attributes hold study names
 
     ok = sum(s.status == "ok" for s in studies)
+    common = _common_versions(studies)
     out = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(_title(run, run_dir))}</title>"
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{e(_title(run, run_dir))}</h1>",
         f"<p>{ok} of {len(studies)} studies ok. Generated {_generated()}.</p>",
-        f"<p class='meta'>Versions: {e(_kv(_common_versions(studies)))}</p>",
+        f"<p class='meta'>Versions: {e(_kv(common))}</p>",
         _html_table(SUMMARY_HEADER, _summary_rows(studies)),
     ]
     for s in studies:
@@ -319,7 +321,7 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
             f"<p class='meta'>Model: {e(_kv(s.models))}. Data: {e(_kv(s.data))}. "
             f"Profile: {e(str(s.parameters.get('profile', run.get('profile', '-'))))}. "
             f"Seed: {e(_fmt(s.parameters.get('seed', '-')))}. Wall time: {e(wall)}."
-            + (f" Versions: {e(_kv(s.versions))}." if s.versions else "")
+            + (f" Versions: {e(_kv(s.versions))}." if s.versions and s.versions != common else "")
             + "</p>"
         )
     out.append("</body></html>")

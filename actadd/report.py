@@ -268,13 +268,14 @@ th { background: #f4f4f4; }
 .measured { background: #f4faf4; border-left: 4px solid #3b8c3b; padding: 0.5em 1em; }
 .meta { color: #555; font-size: 0.85em; }
 img { max-width: 100%; border: 1px solid #eee; }
+.wide { overflow-x: auto; }  /* a table wider than the page scrolls instead of overflowing */
 """
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h, quote=False)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c, quote=False)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _img(path: Path) -> str:

@@ -302,9 +302,10 @@ class BenchConfig:
     n_prompts: int = 8
     gen_repeats: int = 3
     max_new_tokens: int = 16
-    sweep_layers: tuple[int, ...] = (3, 6, 9)
+    # A layer sweep as the studies run it: seven layers and the baseline, 16 samples each.
+    sweep_layers: tuple[int, ...] = (2, 6, 10, 14, 18, 22, 26)
     sweep_samples: int = 16
-    sweep_batch: int = 64
+    sweep_batch: int = 128
     sweep_repeats: int = 3
 
     @classmethod

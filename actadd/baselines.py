@@ -28,7 +28,7 @@ from transformers import DynamicCache, LogitsProcessor
 
 from actadd.core import Steerable, encode, steering_vector
 from actadd.generation import generate, row_seeds
-from actadd.metrics import bootstrap_ci, mean_token_logprob
+from actadd.metrics import bootstrap_ci, fluency
 from actadd.models import model_info
 
 
@@ -213,22 +213,14 @@ def actadd_grid(
 
 
 def judge_perplexity(judge: TransformersModel, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 8) -> np.ndarray:
-    """Perplexity of each continuation given its prompt under ``judge``; NaN for an empty continuation."""
-    import actadd
-
+    """Perplexity of each continuation given its prompt under ``judge``; NaN for a blank continuation."""
     if len(prompts) != len(continuations):
         raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one each")
     keep = [i for i, c in enumerate(continuations) if c.strip()]
     out = np.full(len(continuations), np.nan)
     if keep:
-        scored = actadd.logprobs(
-            judge,
-            [continuations[i] for i in keep],
-            contexts=[prompts[i] for i in keep],
-            batch_size=batch_size,
-            progress=len(keep) > batch_size,
-        )
-        out[keep] = [np.exp(-mean_token_logprob([lp])) for lp in scored]
+        judged = fluency(judge, [prompts[i] for i in keep], [continuations[i] for i in keep], batch_size=batch_size)
+        out[keep] = judged["perplexity"].to_numpy()
     return out
 
 

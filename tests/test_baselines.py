@@ -151,4 +151,4 @@ def test_judge_perplexity_leaves_blank_continuations_unscored(smol):
         for p, c in zip(prompts, continuations) if c.strip()
     ]
     assert np.isnan(scored[1])
-    np.testing.assert_allclose(scored[[0, 2]], reference, rtol=1e-6)
+    np.testing.assert_allclose(scored[[0, 2]], reference, rtol=1e-4)  # batched vs one at a time: float32 noise

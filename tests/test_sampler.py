@@ -1,0 +1,102 @@
+"""RowSampler against a full-sort reference, row by row, and its draws against the nucleus's probabilities."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from actadd.generation import NUCLEUS_WIDTH, RowSampler
+
+
+def _reference_draws(scores: torch.Tensor, generators: list[torch.Generator], top_p: float) -> torch.Tensor:
+    """Top-p by the textbook recipe (full stable sort, softmax, smallest prefix reaching top_p),
+    then the inverse-CDF draw with one float64 uniform per row; top_p = 1 keeps vocabulary order."""
+    if top_p >= 1:
+        order = torch.arange(scores.shape[-1]).expand_as(scores)
+    else:
+        order = scores.sort(dim=-1, descending=True, stable=True).indices
+    probs = scores.gather(1, order).softmax(dim=-1).double()
+    if top_p < 1:
+        probs = probs * ((probs.cumsum(dim=-1) - probs) < top_p)
+    cumulative = probs.cumsum(dim=-1)
+    picks = []
+    for row, g in enumerate(generators):
+        target = torch.rand(1, generator=g, dtype=torch.float64).item() * cumulative[row, -1].item()
+        picks.append(int((cumulative[row] <= target).sum()))
+    return order.gather(1, torch.tensor(picks)[:, None]).squeeze(1)
+
+
+def _scores(kind: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(16, 5000, generator=g) * 3
+    if kind == "ties":  # coarse values: the drawn token often ties with others
+        scores = (scores * 2).round() / 2
+    elif kind == "flat":  # nuclei far wider than NUCLEUS_WIDTH: the full-sort branch
+        scores = scores / 30
+    elif kind == "signed_zeros_and_inf":
+        scores[:, :100] = 0.0
+        scores[:, 100:200] = -0.0
+        scores[:, 200:1000] = -math.inf
+    return scores
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 1.0])
+@pytest.mark.parametrize("kind", ["distinct", "ties", "flat", "signed_zeros_and_inf"])
+def test_draws_equal_full_sort_reference(kind, top_p):
+    """Same draws as the reference; among tied logits the token may differ, its logit may not."""
+    scores = _scores(kind)
+    sampler = RowSampler(0, range(16), temperature=1.0, top_p=top_p, freq_penalty=0.0)
+    generators = [torch.Generator().manual_seed(s) for s in range(16)]
+    for step in range(3):  # successive steps: the generators must advance alike
+        step_scores = scores.roll(step * 7, dims=1)
+        drawn = sampler._sample(step_scores.clone())
+        expected = _reference_draws(step_scores, generators, top_p)
+        assert torch.equal(step_scores.gather(1, drawn[:, None]), step_scores.gather(1, expected[:, None]))
+        if kind != "ties":
+            assert drawn.tolist() == expected.tolist()
+
+
+def test_a_wide_nucleus_in_the_batch_leaves_other_rows_draws_alone():
+    """One flat row sends the batch through the full sort; the peaked rows draw as they do alone."""
+    g = torch.Generator().manual_seed(2)
+    peaked = torch.randn(5, 8000, generator=g) * 4
+    flat = torch.randn(1, 8000, generator=g) / 30
+    batch = torch.cat([peaked[:2], flat, peaked[2:]])
+    sampler = RowSampler(0, range(6), temperature=1.0, top_p=0.5, freq_penalty=0.0)
+    alone = [RowSampler(0, [s], temperature=1.0, top_p=0.5, freq_penalty=0.0) for s in range(6)]
+    widest = sampler._nucleus(batch, batch.logsumexp(-1, keepdim=True))[0].shape[1]
+    assert widest > NUCLEUS_WIDTH  # the batch did take the full sort
+    for _ in range(4):
+        together = sampler._sample(batch.clone()).tolist()
+        assert together == [alone[r]._sample(batch[r : r + 1].clone()).item() for r in range(6)]
+
+
+@pytest.mark.parametrize("top_p, expected", [(0.7, [0.625, 0.375, 0.0, 0.0]), (1.0, [0.5, 0.3, 0.15, 0.05])])
+def test_draw_frequencies_match_the_nucleus(top_p, expected):
+    """4,000 seeded rows: each token's share within 4.5 standard errors of its nucleus probability."""
+    n = 4000
+    scores = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).expand(n, 4).contiguous()
+    sampler = RowSampler(0, range(n), temperature=1.0, top_p=top_p, freq_penalty=0.0)
+    counts = torch.bincount(sampler._sample(scores), minlength=4).double() / n
+    for share, p in zip(counts.tolist(), expected):
+        assert abs(share - p) <= 4.5 * math.sqrt(p * (1 - p) / n) + 1e-12
+
+
+def test_temperature_flattens_the_draws():
+    n = 4000
+    scores = torch.log(torch.tensor([0.9, 0.1])).expand(n, 2).contiguous()
+    hot = RowSampler(0, range(n), temperature=4.0, top_p=1.0, freq_penalty=0.0)
+    share = (hot(torch.zeros(n, 0, dtype=torch.long), scores).argmax(-1) == 1).double().mean().item()
+    p = 0.1**0.25 / (0.9**0.25 + 0.1**0.25)  # softmax(log p / 4)
+    assert abs(share - p) <= 4.5 * math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("broken", ["nan", "all_inf"])
+def test_broken_logits_are_a_clear_error(broken):
+    scores = torch.randn(3, 50)
+    scores[1] = math.nan if broken == "nan" else -math.inf
+    sampler = RowSampler(0, range(3), temperature=1.0, top_p=0.3, freq_penalty=0.0)
+    with pytest.raises(ValueError, match="row 1's logits"):
+        sampler(torch.zeros(3, 0, dtype=torch.long), scores)

@@ -296,15 +296,16 @@ class BenchConfig:
     threads: int = 1
     batch: int = 1
     seq_len: int = 64
-    passes: int = 3
-    seeds: tuple[int, ...] = (0, 1)
+    passes: int = 10
+    seeds: tuple[int, ...] = (0, 1, 2)
     vector_repeats: int = 10
     n_prompts: int = 8
     gen_repeats: int = 3
     max_new_tokens: int = 16
-    # A layer sweep as the studies run it: seven layers and the baseline, 16 samples each.
+    # A layer sweep as the studies run it: seven layers and the baseline, 16 samples of 40 tokens each.
     sweep_layers: tuple[int, ...] = (2, 6, 10, 14, 18, 22, 26)
     sweep_samples: int = 16
+    sweep_new_tokens: int = 40
     sweep_batch: int = 128
     sweep_repeats: int = 3
 
@@ -313,7 +314,7 @@ class BenchConfig:
         return cls(
             forward_models=("gpt2-tiny",), generation_model="gpt2-tiny", batch=2, seq_len=16, passes=2, seeds=(0,),
             vector_repeats=2, n_prompts=2, gen_repeats=2, max_new_tokens=3, sweep_layers=(1,), sweep_samples=2,
-            sweep_batch=4, sweep_repeats=2,
+            sweep_new_tokens=3, sweep_batch=4, sweep_repeats=2,
         )
 
 
@@ -322,7 +323,7 @@ def _ratio_summary(numerator: Sequence[float], denominator: Sequence[float]) -> 
 
 
 def run_bench(config: BenchConfig, out: str | Path | None = None) -> dict:
-    """Run every comparison, write ``bench.json`` into ``out`` and return the record."""
+    """Run every comparison, write ``bench-<threads>-threads.json`` into ``out`` and return the record."""
     set_threads(config.threads)
     out = Path(out or Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}")
     start = time.perf_counter()
@@ -336,6 +337,7 @@ def run_bench(config: BenchConfig, out: str | Path | None = None) -> dict:
             "model": name,
             "parameters": n_parameters(model),
             "premium": summarize(premium(t["actadd"], t["base"])),
+            "extra_ms": summarize(1000 * (np.asarray(t["actadd"]) - np.asarray(t["base"]))),
             "nnsight_vs_hook": _ratio_summary(t["actadd"], t["hook"]),
             "base_s": float(np.median(t["base"])),
         })
@@ -349,7 +351,8 @@ def run_bench(config: BenchConfig, out: str | Path | None = None) -> dict:
     n_tokens = config.n_prompts * config.max_new_tokens
     layers = [layer for layer in config.sweep_layers if layer < model_info(model).n_layers]
     s = sweep_cost(
-        model, layers=layers, n_samples=config.sweep_samples, sampling=sampling, repeats=config.sweep_repeats,
+        model, layers=layers, n_samples=config.sweep_samples, sampling=Sampling(max_new_tokens=config.sweep_new_tokens),
+        repeats=config.sweep_repeats,
         sweep_batch=config.sweep_batch, warmup=0,  # generation_cost has just warmed the same paths
     )
     generation = {
@@ -370,8 +373,9 @@ def run_bench(config: BenchConfig, out: str | Path | None = None) -> dict:
         "wall_time_s": round(time.perf_counter() - start, 1),
         "versions": versions(),
     }
-    save_json(record, out / "bench.json")
-    record["path"] = str(out / "bench.json")
+    path = out / f"bench-{config.threads}-threads.json"
+    save_json(record, path)
+    record["path"] = str(path)
     return record
 
 
@@ -392,11 +396,14 @@ def format_table(record: dict) -> str:
         return f"{fmt.format(s['median'] * scale)} [{fmt.format(s['low'] * scale)}, {fmt.format(s['high'] * scale)}]"
 
     lines = [f"threads: {record['threads']}   (median [95% bootstrap interval] across repeats)", ""]
-    lines.append(f"{'model':<14}{'params':>8}  {'forward premium %':<26}{'nnsight / hook':<24}{'vector / pair fwd':<22}")
+    lines.append(
+        f"{'model':<14}{'params':>8}  {'forward premium %':<26}{'extra ms / pass':<26}{'nnsight / hook':<24}"
+        f"{'vector / pair fwd':<22}"
+    )
     for f, v in zip(record["forward"], record["vector"]):
         lines.append(
             f"{f['model']:<14}{f['parameters'] / 1e6:>7.0f}M  {ci(f['premium'], 100, '{:+.2f}'):<26}"
-            f"{ci(f['nnsight_vs_hook']):<24}{ci(v['vector_vs_pair_forward']):<22}"
+            f"{ci(f['extra_ms'], 1, '{:+.2f}'):<26}{ci(f['nnsight_vs_hook']):<24}{ci(v['vector_vs_pair_forward']):<22}"
         )
     g = record["generation"]
     tps = g["tokens_per_s"]
@@ -407,7 +414,8 @@ def format_table(record: dict) -> str:
         f"   one prompt at a time {tps['one_at_a_time']['median']:.1f}",
         f"  steered / unsteered HF throughput   {ci(g['steered_vs_hf_throughput'])}",
         f"  batched / one-at-a-time throughput  {ci(g['batched_vs_one_at_a_time'])}",
-        f"  layer sweep ({g['sweep_settings']} settings) per-row / one setting at a time  {ci(g['sweep_speedup'])}",
+        f"  layer sweep ({g['sweep_settings']} settings x {record['config']['sweep_samples']} samples, "
+        f"{record['config']['sweep_new_tokens']} new tokens) per-row / one setting at a time  {ci(g['sweep_speedup'])}",
         "",
         "targets: " + ", ".join(f"{k} {'ok' if ok else 'MISSED'}" for k, ok in record["targets"].items()),
         f"wall time {record['wall_time_s']:.0f} s; written {record['path']}",
@@ -415,15 +423,32 @@ def format_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def thread_counts(text: str) -> list[int]:
+    """``"1,2"`` -> ``[1, 2]``: the torch CPU thread counts to run the whole bench at, in turn."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"threads must be positive ints separated by commas, e.g. 1,2; got {text!r}")
+    return list(dict.fromkeys(counts))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
+    # 1 thread gives the stablest timings; torch's default is the count the studies run at.
+    default = ",".join(str(c) for c in dict.fromkeys([1, torch.get_num_threads()]))
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run on a tiny random GPT-2")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: stablest timings); default 1")
+    parser.add_argument(
+        "--threads", type=thread_counts, default=thread_counts(default),
+        help=f"torch CPU thread counts, each a full run in turn (default here: {default})",
+    )
     parser.add_argument("--out", help="run folder (default: runs/bench-<time>)")
 
 
 def main(args: argparse.Namespace) -> int:
     config = BenchConfig.quick() if args.quick else BenchConfig()
-    config = BenchConfig(**{**config.__dict__, "threads": args.threads})
-    print(format_table(run_bench(config, args.out)))
+    out = Path(args.out or Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    for threads in args.threads:
+        print(format_table(run_bench(BenchConfig(**{**config.__dict__, "threads": threads}), out)), end="\n\n")
     return 0

@@ -83,23 +83,36 @@ def test_forward_paths_compute_the_same_logits():
     torch.testing.assert_close(steered, hooked, rtol=1e-5, atol=1e-5)
 
 
-def test_bench_quick_prints_table_and_writes_json(tmp_path, capsys):
-    assert cli(["bench", "--quick", "--out", str(tmp_path)]) == 0
+def test_bench_quick_prints_table_and_writes_json_per_thread_count(tmp_path, capsys):
+    assert cli(["bench", "--quick", "--threads", "2,1", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "threads: 1" in printed and "forward premium" in printed and "gpt2-tiny" in printed
-    record = json.loads((tmp_path / "bench.json").read_text())
+    assert printed.index("threads: 2") < printed.index("threads: 1")
+    assert "forward premium" in printed and "gpt2-tiny" in printed
+    assert json.loads((tmp_path / "bench-2-threads.json").read_text())["threads"] == 2
+    record = json.loads((tmp_path / "bench-1-threads.json").read_text())
     assert record["threads"] == 1
     assert set(record) >= {"config", "forward", "vector", "generation", "targets", "wall_time_s", "versions"}
     summary_keys = {"median", "low", "high", "n"}
     (forward,) = record["forward"]
     assert forward["model"] == "gpt2-tiny" and forward["parameters"] > 0
-    assert set(forward["premium"]) == summary_keys and set(forward["nnsight_vs_hook"]) == summary_keys
+    assert set(forward["premium"]) == set(forward["extra_ms"]) == set(forward["nnsight_vs_hook"]) == summary_keys
     assert set(record["vector"][0]["vector_vs_pair_forward"]) == summary_keys
     g = record["generation"]
     for key in ("steered_vs_hf_throughput", "batched_vs_one_at_a_time", "sweep_speedup"):
         assert set(g[key]) == summary_keys and g[key]["median"] > 0
     assert set(g["tokens_per_s"]) == {"hf", "actadd", "one_at_a_time"}
     assert all(isinstance(ok, bool) for ok in record["targets"].values())
+
+
+@pytest.mark.parametrize("bad", ["0", "1,x", "", "-2"])
+def test_bench_refuses_bad_thread_counts(bad, capsys):
+    with pytest.raises(SystemExit):
+        cli(["bench", "--quick", "--threads", bad])
+    assert f"got {bad!r}" in capsys.readouterr().err
+
+
+def test_thread_counts_parse_in_order_without_repeats():
+    assert bench.thread_counts("2,1,2") == [2, 1]
 
 
 @pytest.mark.slow

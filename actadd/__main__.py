@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--profile", choices=PROFILES, default="default", help="sizes: smoke (seconds), default, paper")
     run.add_argument("--out", help="run folder (default: runs/<time>-<profile>)")
-    bench = commands.add_parser("bench", help="time ActAdd against the plain model; print a table, write bench.json")
+    bench = commands.add_parser("bench", help="time ActAdd against the plain model; print a table and write JSON per thread count")
     add_bench_arguments(bench)
     report = commands.add_parser("report", help="(re)write report.md and report.html for a run folder")
     report.add_argument("run_dir", help="a run folder made by `python -m actadd run` (has run.json)")

@@ -322,10 +322,10 @@ def _ratio_summary(numerator: Sequence[float], denominator: Sequence[float]) -> 
     return summarize(np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float))
 
 
-def run_bench(config: BenchConfig, out: str | Path | None = None) -> dict:
-    """Run every comparison, write ``bench-<threads>-threads.json`` into ``out`` and return the record."""
+def run_bench(config: BenchConfig, out: str | Path) -> dict:
+    """Run every comparison, write ``bench-<threads>-threads.json`` into the folder ``out`` and return the record."""
     set_threads(config.threads)
-    out = Path(out or Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    out = Path(out)
     start = time.perf_counter()
     forward = []
     vector = []

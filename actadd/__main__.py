@@ -1,50 +1,10 @@
-"""Command line: ``python -m actadd run ...`` executes the study notebooks; ``bench`` times ActAdd."""
+"""``python -m actadd``: the studies' command line (needs ``pip install 'actadd[studies]'``)."""
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from actadd.bench import add_arguments as add_bench_arguments
-from actadd.bench import main as run_bench_command
-from actadd.runner import PROFILES, find_notebooks, parse_value, run_notebooks
-from actadd.report import write_report
+try:
+    from actadd.studies.cli import main
+except ImportError as err:  # the core alone has no command line
+    sys.exit(f"python -m actadd needs the studies extra: pip install 'actadd[studies]' ({err})")
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actadd", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="execute study notebooks with papermill into a run folder")
-    run.add_argument("notebooks", nargs="*", help="paths, stems or numbers (e.g. 01); default: all, in order")
-    run.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-        help="override a parameter in every notebook (VALUE is a Python literal: 8.0, 'text', [1, 2])",
-    )
-    run.add_argument("--profile", choices=PROFILES, default="default", help="sizes: smoke (seconds), default, paper")
-    run.add_argument("--out", help="run folder (default: runs/<time>-<profile>)")
-    bench = commands.add_parser("bench", help="time ActAdd against the plain model; print a table and write JSON per thread count")
-    add_bench_arguments(bench)
-    report = commands.add_parser("report", help="(re)write report.md and report.html for a run folder")
-    report.add_argument("run_dir", help="a run folder made by `python -m actadd run` (has run.json)")
-    args = parser.parse_args(argv)
-    if args.command == "bench":
-        return run_bench_command(args)
-    if args.command == "report":
-        try:
-            md_path, html_path = write_report(args.run_dir)
-        except ValueError as err:
-            parser.error(str(err))
-        print(f"report: {html_path}\n        {md_path}")
-        return 0
-
-    try:
-        notebooks = find_notebooks(args.notebooks)
-    except ValueError as err:
-        parser.error(str(err))
-    parameters = {name: parse_value(value) for name, value in args.parameter}
-    runs = run_notebooks(notebooks, profile=args.profile, parameters=parameters, out=args.out)
-    return 1 if any(r.status == "failed" for r in runs) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

@@ -1,15 +1,23 @@
-"""Atomic file writes and the cache folder: nothing already computed is lost to a crash."""
+"""Atomic file writes, the one cache folder, and the fast offline check before a hub download.
+
+Nothing already computed is lost to a crash: every file is written beside its target and
+renamed into place. Everything actadd caches (converted models, built datasets, scorer
+features) lives under :func:`cache_dir`, never inside the installed package.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-import pandas as pd
+# Long enough for a reachable hub, short enough that an offline user learns at once.
+HUB_TIMEOUT_S = 3.0
 
 
 def cache_dir(*parts: str) -> Path:
@@ -44,9 +52,19 @@ def save_json(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
 
 
-def save_table(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write a DataFrame as CSV (no index), atomically."""
-    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+def hub_unreachable(flags: tuple[str, ...] = ("HF_HUB_OFFLINE",)) -> str | None:
+    """Why the Hugging Face hub cannot be used now (one of the offline ``flags`` set, or no
+    connection within :data:`HUB_TIMEOUT_S`), or None when it answers. Saves the retries
+    that a download would spend before failing offline."""
+    for flag in flags:
+        if os.environ.get(flag, "").lower() in ("1", "true", "yes"):
+            return f"{flag} is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=HUB_TIMEOUT_S).close()
+    except OSError as error:
+        return f"the hub ({endpoint.hostname}) is unreachable: {error}"
+    return None
 
 
 def _json_default(obj: Any) -> Any:

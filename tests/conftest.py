@@ -11,6 +11,15 @@ from actadd.models import gpt2_tokenizer as gpt2_tokenizer_from_wheel
 
 torch.set_num_threads(2)
 
+# Fixtures that load an embedded model: a test that uses one is slow, whether or not it says so.
+MODEL_FIXTURES = {"smol"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def smol():

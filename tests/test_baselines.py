@@ -12,8 +12,8 @@ import torch
 from transformers import LogitsProcessor
 
 import actadd
-from actadd.baselines import PrefixContrast, prompted
-from actadd.runner import run_notebooks
+from actadd.studies.baselines import PrefixContrast, prompted
+from actadd.studies.runner import run_notebooks
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PROMPTS = ["The movie was", "I think that the food here is really", "Yesterday"]
@@ -107,12 +107,21 @@ def test_prefix_contrast_moves_towards_the_prefix(smol):
     probes = {}
     for strength in (-1.0, 0.0, 2.0):
         recorder = Recorder()
-        actadd.generate(smol, prompt, logits_processors=[PrefixContrast(smol, prefix, strength), recorder], max_new_tokens=1, progress=False)
+        actadd.generate(
+            smol,
+            prompt,
+            logits_processors=[PrefixContrast(smol, prefix, strength), recorder],
+            max_new_tokens=1,
+            progress=False,
+        )
         probes[strength] = float(recorder.steps[0][0, green])
     assert probes[-1.0] < probes[0.0] < probes[2.0]
 
 
-@pytest.mark.parametrize("prefix, strength", [("", 1.0), ("   ", 1.0), (None, 1.0), ("Be kind: ", 1.0), ("ok\n", float("nan")), ("ok\n", True)])
+@pytest.mark.parametrize(
+    "prefix, strength",
+    [("", 1.0), ("   ", 1.0), (None, 1.0), ("Be kind: ", 1.0), ("ok\n", float("nan")), ("ok\n", True)],
+)
 def test_prefix_contrast_rejects_bad_input(smol, prefix, strength):
     with pytest.raises(ValueError):
         PrefixContrast(smol, prefix, strength)
@@ -124,6 +133,7 @@ def test_prompted_prepends_the_instruction():
         prompted(["a"], " ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "stem, tables",
     [("04_sentiment", ["selection", "comparison", "samples"]), ("05_detox", ["selection", "comparison"])],
@@ -137,18 +147,19 @@ def test_notebook_smoke(stem, tables, tmp_path):
         assert (run / f"{name}.csv").stat().st_size > 0
     assert list(run.glob("*.png"))
     headline = json.loads((run / "headline.json").read_text())
-    assert headline["study"] == stem and headline["wall_time_s"] > 0
+    assert headline["study"] == stem
 
 
 def test_judge_perplexity_leaves_blank_continuations_unscored(smol):
-    from actadd.baselines import judge_perplexity
+    from actadd.studies.baselines import judge_perplexity
 
     prompts = ["I went up to my friend and said", "Hello", "The weather is"]
     continuations = [" hello there, friend.", "  ", " nice today."]
     scored = judge_perplexity(smol, prompts, continuations)
     reference = [
         float(torch.exp(-actadd.logprobs(smol, [c], contexts=[p])[0].double().mean()))
-        for p, c in zip(prompts, continuations) if c.strip()
+        for p, c in zip(prompts, continuations)
+        if c.strip()
     ]
     assert np.isnan(scored[1])
     np.testing.assert_allclose(scored[[0, 2]], reference, rtol=1e-4)  # batched vs one at a time: float32 noise

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 
 import actadd
-from actadd.metrics import topic_success
-from actadd.runner import find_notebooks
+from actadd.studies.metrics import topic_success
+from actadd.studies.runner import find_notebooks
 
 
 def _quickstart_parameter(name: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from actadd import data
+from actadd.studies import data
 
 
 class WordTokenizer:
@@ -45,7 +45,9 @@ def web_readers(monkeypatch):
         return read
 
     monkeypatch.setattr(data, "MIN_DOC_WORDS", 1)
-    monkeypatch.setattr(data, "WEB_TEXT_READERS", {"wed": reader("wed", WEDDING_DOCS), "news": reader("news", OTHER_DOCS)})
+    monkeypatch.setattr(
+        data, "WEB_TEXT_READERS", {"wed": reader("wed", WEDDING_DOCS), "news": reader("news", OTHER_DOCS)}
+    )
     return calls
 
 
@@ -259,12 +261,13 @@ def test_toxicity_pool_halves_scored_sentences():
 
 
 def test_toxicity_prompts_stratify_over_bins(monkeypatch):
-    import actadd.metrics
-
     sentences = [f"this is a long enough sentence number {i} {'idiot' * (i % 2)}" for i in range(40)]
-    readers = {"toy": lambda: ((f"toy#{i}", s) for i, s in enumerate(sentences)), "nlp-corpus": lambda: pytest.fail("not fetched")}
+    readers = {
+        "toy": lambda: ((f"toy#{i}", s) for i, s in enumerate(sentences)),
+        "nlp-corpus": lambda: pytest.fail("not fetched"),
+    }
     monkeypatch.setattr(data, "TOXICITY_READERS", readers)
-    monkeypatch.setattr(actadd.metrics, "toxicity", fake_toxicity)
+    monkeypatch.setattr(data, "toxicity", fake_toxicity)
     with pytest.warns(UserWarning, match="npm corpora"):
         table = data.toxicity_prompts(n=10, seed=0).to_pandas()
         challenging = data.toxicity_prompts(challenging_only=True)

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 import actadd
-from actadd import explorer
-from actadd.explorer import Explorer, completions_table, explore
+from actadd import studies
+from actadd.studies import explorer
+from actadd.studies.explorer import Explorer, completions_table, explore
 
 SETTINGS = dict(prompt="I went up to my friend and said", p_plus=" Love", p_minus=" Hate", layer=1, coeff=4.0)
 
@@ -47,9 +48,7 @@ def test_widgets_ranges_and_callback(gpt2_random):
     assert isinstance(layer, ipywidgets.IntSlider) and (layer.min, layer.max, layer.value) == (0, 3, 1)
     assert isinstance(coeff, ipywidgets.FloatSlider) and coeff.min < 0 < coeff.max and coeff.value == 4.0
     assert not layer.continuous_update and not ex.controls["prompt"].continuous_update
-    assert [ex.controls[k].value for k in ("prompt", "p_plus", "p_minus")] == [
-        SETTINGS["prompt"], " Love", " Hate"
-    ]
+    assert [ex.controls[k].value for k in ("prompt", "p_plus", "p_minus")] == [SETTINGS["prompt"], " Love", " Hate"]
 
     first = ex.refresh()
     assert first is ex.table and first.shape == (1, 2)
@@ -72,6 +71,6 @@ def test_explore_rejects_bad_layer(gpt2_random):
 
 def test_on_colab(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    assert actadd.on_colab() is False
+    assert studies.on_colab() is False
     monkeypatch.setitem(sys.modules, "google.colab", object())
-    assert actadd.on_colab() is True
+    assert studies.on_colab() is True

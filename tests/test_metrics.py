@@ -1,4 +1,4 @@
-"""actadd.metrics against values worked out by hand; real scorers on clear examples."""
+"""Text helpers, metrics and intervals against values worked out by hand; real scorers on clear examples."""
 
 from __future__ import annotations
 
@@ -11,22 +11,30 @@ import pytest
 import torch
 
 import actadd
-from actadd import data, metrics
+from actadd.studies import judges, metrics, scorers, stats
+from actadd.studies import text as text_helpers
 
 
 @pytest.fixture(autouse=True)
 def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "data_dir", lambda: tmp_path)
+    monkeypatch.setenv("ACTADD_CACHE", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture
+def named_judge(monkeypatch):
+    """A stand-in judge model whose actadd name is 'toy-judge'."""
+    monkeypatch.setattr(actadd, "model_info", lambda model: SimpleNamespace(name=model.name))
+    return SimpleNamespace(name="toy-judge")
 
 
 def test_topic_word_count_whole_words_any_case():
     text = "Wedding bells! The BRIDE's dress; Wednesday; a bridegroom; they wed, remarried, MARRIED."
     # Wedding, BRIDE('s), wed, MARRIED -- not Wednesday, bridegroom, remarried
-    assert metrics.topic_word_count(text) == 4
-    assert metrics.topic_word_count("cats and dogs, a Cat", words=["cat"]) == 1
+    assert text_helpers.topic_word_count(text) == 4
+    assert text_helpers.topic_word_count("cats and dogs, a Cat", words=["cat"]) == 1
     with pytest.raises(ValueError, match="words"):
-        metrics.topic_word_count("x", words="wedding")
+        text_helpers.topic_word_count("x", words="wedding")
 
 
 def test_topic_success_is_fraction_with_one_or_more():
@@ -36,7 +44,7 @@ def test_topic_success_is_fraction_with_one_or_more():
 
 
 def test_word_tokens():
-    assert metrics.word_tokens("Don't stop-now: 3.5 cats") == ["Don't", "stop", "now", "3", "5", "cats"]
+    assert text_helpers.word_tokens("Don't stop-now: 3.5 cats") == ["Don't", "stop", "now", "3", "5", "cats"]
 
 
 def test_punkt_on_abbreviations_and_decimals():
@@ -44,7 +52,7 @@ def test_punkt_on_abbreviations_and_decimals():
         "Dr. Smith moved to the U.S. in 1999 and paid $3.50 for coffee. "
         "Mr. Jones disagreed with him. Was it worth 2.5 times the price? Yes!"
     )
-    assert metrics.split_sentences(paragraph) == [
+    assert text_helpers.split_sentences(paragraph) == [
         "Dr. Smith moved to the U.S. in 1999 and paid $3.50 for coffee.",
         "Mr. Jones disagreed with him.",
         "Was it worth 2.5 times the price?",
@@ -75,9 +83,9 @@ def fake_logprobs(monkeypatch):
 
 def test_document_logprob_splits_sentences_and_averages_tokens(fake_logprobs):
     # 'Dr. Smith came home.' 4 tokens at -4; 'He slept.' 2 tokens at -2 -> (16 + 4) / 6
-    assert metrics.document_logprob("model", "Dr. Smith came home. He slept.", vectors="v") == pytest.approx(-20 / 6)
+    assert scorers.document_logprob("model", "Dr. Smith came home. He slept.", vectors="v") == pytest.approx(-20 / 6)
     assert fake_logprobs[0] == {"texts": ["Dr. Smith came home.", "He slept."], "vectors": "v", "contexts": None}
-    both = metrics.document_logprobs("model", ["One two. Three.", "Four five six."])
+    both = scorers.document_logprobs("model", ["One two. Three.", "Four five six."])
     np.testing.assert_allclose(both, [(-4 - 1) / 3, -3.0])
 
 
@@ -95,7 +103,6 @@ def test_precision_at_k_from_logits_and_ranks():
 
 def test_paper_ks_span_1_to_100():
     assert metrics.PAPER_KS[0] == 1 and metrics.PAPER_KS[-1] == 100
-    assert list(metrics.PAPER_KS) == sorted(set(metrics.PAPER_KS))
 
 
 def test_distinct_n_by_hand():
@@ -109,109 +116,108 @@ def test_distinct_n_by_hand():
 
 def test_bootstrap_ci_matches_normal_approximation():
     values = np.array([0.0, 1.0] * 50)
-    estimate, low, high = metrics.bootstrap_ci(values)
+    estimate, low, high = stats.bootstrap_ci(values)
     half_width = 1.96 * math.sqrt(0.25 / 100)  # binomial standard error at p = 0.5, n = 100
     assert estimate == 0.5
     assert low == pytest.approx(0.5 - half_width, abs=0.02) and high == pytest.approx(0.5 + half_width, abs=0.02)
-    assert metrics.bootstrap_ci(values, seed=1) == metrics.bootstrap_ci(values, seed=1)
-    assert metrics.bootstrap_ci(np.zeros(10)) == (0.0, 0.0, 0.0)
-    median, low, high = metrics.bootstrap_ci(np.arange(11.0), stat=np.median)
+    assert stats.bootstrap_ci(values, seed=1) == stats.bootstrap_ci(values, seed=1)
+    assert stats.bootstrap_ci(np.zeros(10)) == (0.0, 0.0, 0.0)
+    median, low, high = stats.bootstrap_ci(np.arange(11.0), stat=np.median)
     assert median == 5.0 and low < 5.0 < high
 
 
 def test_toxicity_on_clear_examples():
-    toxic, polite = metrics.toxicity(["you are a stupid idiot", "have a nice day"])
+    toxic, polite = scorers.toxicity(["you are a stupid idiot", "have a nice day"])
     assert toxic > 0.8 and polite < 0.3
     with pytest.raises(ValueError, match="backend"):
-        metrics.toxicity(["x"], backend="perspective")
+        scorers.toxicity(["x"], backend="perspective")
 
 
 def test_toxicity_backend_falls_back_with_a_warning(monkeypatch):
     def no_detoxify():
         raise ImportError("No module named 'detoxify'")
 
-    monkeypatch.setattr(metrics, "_detoxify", no_detoxify)
+    monkeypatch.setattr(scorers, "_detoxify", no_detoxify)
     with pytest.warns(UserWarning, match="Detoxify unavailable"):
-        assert metrics.toxicity_backend() == "alt-profanity-check"
+        assert scorers.toxicity_backend() == "alt-profanity-check"
 
 
 CLEAR = ["This movie was wonderful, I loved every minute of it.", "A terrible, boring film. I hated it."]
 
 
-@pytest.mark.parametrize("factory", [metrics.vader_scorer, metrics.textblob_scorer])
+@pytest.mark.parametrize("factory", [scorers.vader_scorer, scorers.textblob_scorer])
 def test_lexicon_scorers_on_clear_examples(factory):
     positive, negative = factory().score(CLEAR)
     assert positive > 0.5 > negative
 
 
-def test_lm_judge_compares_positive_and_negative(monkeypatch):
+def test_lm_judge_compares_positive_and_negative(monkeypatch, named_judge):
     def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16, progress=False):
         # the judge 'reads' the text: ' positive' likelier when the context says 'loved'
         return [torch.tensor([-1.0 if ("loved" in c) == (t == " positive") else -3.0]) for t, c in zip(texts, contexts)]
 
     monkeypatch.setattr(actadd, "logprobs", logprobs, raising=False)
-    judge = SimpleNamespace(config=SimpleNamespace(actadd_name="toy-judge"))
-    scorer = metrics.lm_judge_scorer(judge)
+    scorer = scorers.lm_judge_scorer(named_judge)
     assert scorer.name == "lm-judge:toy-judge"
     np.testing.assert_allclose(scorer.score(CLEAR), [1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))])
 
 
 def test_accuracy_table_ranks_scorers_and_is_cached(monkeypatch, tmp_cache):
     heldout = pd.DataFrame({"text": ["good", "bad", "fine", "awful"], "label_id": [1, 0, 1, 0]})
-    monkeypatch.setattr(data, "read_labelled_sentiment", lambda sources: heldout)
-    perfect = metrics.SentimentScorer("textblob", lambda texts: np.array([t in ("good", "fine") for t in texts], float))
-    always_positive = metrics.SentimentScorer("vader", lambda texts: np.ones(len(texts)))
-    backwards = metrics.SentimentScorer("minilm-logreg-tweets", lambda texts: 1 - perfect.score(texts))
-    metrics._build_scorer.cache_clear()
-    monkeypatch.setattr(metrics, "vader_scorer", lambda: always_positive)
-    monkeypatch.setattr(metrics, "textblob_scorer", lambda: perfect)
-    monkeypatch.setattr(metrics, "embedding_lr_scorer", lambda: backwards)
-    table = metrics.sentiment_accuracy_table(judge=None)
+    monkeypatch.setattr(judges, "read_labelled_sentiment", lambda sources: heldout)
+    perfect = scorers.SentimentScorer("textblob", lambda texts: np.array([t in ("good", "fine") for t in texts], float))
+    always_positive = scorers.SentimentScorer("vader", lambda texts: np.ones(len(texts)))
+    backwards = scorers.SentimentScorer("minilm-logreg-tweets", lambda texts: 1 - perfect.score(texts))
+    judges._build_scorer.cache_clear()
+    monkeypatch.setattr(judges, "vader_scorer", lambda: always_positive)
+    monkeypatch.setattr(judges, "textblob_scorer", lambda: perfect)
+    monkeypatch.setattr(judges, "tweet_lr_scorer", lambda: backwards)
+    table = judges.sentiment_accuracy_table(judge=None)
     assert table["scorer"].tolist() == ["textblob", "vader", "minilm-logreg-tweets"]
     assert table["accuracy"].tolist() == [1.0, 0.5, 0.0]
-    assert (tmp_cache / "sentiment_accuracy.json").exists()
-    monkeypatch.setattr(metrics, "vader_scorer", lambda: pytest.fail("the table must come from the cache"))
-    pd.testing.assert_frame_equal(metrics.sentiment_accuracy_table(judge=None), table)
-    scorer, accuracy = metrics.sentiment_scorer(judge=None)
+    assert (tmp_cache / "scorers" / "sentiment_accuracy.json").exists()
+    monkeypatch.setattr(judges, "vader_scorer", lambda: pytest.fail("the table must come from the cache"))
+    pd.testing.assert_frame_equal(judges.sentiment_accuracy_table(judge=None), table)
+    scorer, accuracy = judges.sentiment_scorer(judge=None)
     assert scorer is perfect and accuracy == 1.0  # the best, rebuilt by name
-    np.testing.assert_array_equal(metrics.sentiment_score(["fine", "awful"], judge=None), [1.0, 0.0])
-    metrics._build_scorer.cache_clear()
+    np.testing.assert_array_equal(judges.sentiment_score(["fine", "awful"], judge=None), [1.0, 0.0])
+    judges._build_scorer.cache_clear()
 
 
-def test_fluency_names_the_judge_and_conditions_on_prompts(fake_logprobs):
-    judge = SimpleNamespace(config=SimpleNamespace(actadd_name="gemma3-270m"))
-    table = metrics.fluency(judge, ["I went up to my friend", "Hello"], [" and said hi", " there"])
+def test_fluency_names_the_judge_and_conditions_on_prompts(fake_logprobs, named_judge):
+    judge = named_judge
+    table = scorers.fluency(judge, ["I went up to my friend", "Hello"], [" and said hi", " there"])
     assert fake_logprobs[0]["contexts"] == ["I went up to my friend", "Hello"]
-    assert table["judge"].tolist() == ["gemma3-270m"] * 2
+    assert table["judge"].tolist() == ["toy-judge"] * 2
     np.testing.assert_allclose(table["perplexity"], [math.exp(3), math.exp(1)])
     with pytest.raises(ValueError, match="continuations"):
-        metrics.fluency(judge, ["a"], [])
+        scorers.fluency(judge, ["a"], [])
 
 
 @pytest.mark.slow
 def test_relevance_prefers_on_topic_continuations():
-    on_topic, off_topic = metrics.relevance(["I love weddings"] * 2, ["The bride wore a white dress.", "Tax forms are due in April."])
+    on_topic, off_topic = scorers.relevance(
+        ["I love weddings"] * 2, ["The bride wore a white dress.", "Tax forms are due in April."]
+    )
     assert on_topic > off_topic and on_topic < 1.0
 
 
 @pytest.mark.slow
 def test_embedding_logreg_on_clear_examples():
-    positive, negative = metrics.embedding_lr_scorer(train_per_class=100).score(CLEAR)
+    positive, negative = judges.tweet_lr_scorer(train_per_class=100).score(CLEAR)
     assert positive > 0.5 > negative
 
 
 @pytest.mark.slow
 def test_lm_judge_on_clear_examples():
     judge = actadd.load_model("smollm2-135m")
-    positive, negative = metrics.lm_judge_scorer(judge).score(CLEAR)
+    positive, negative = scorers.lm_judge_scorer(judge).score(CLEAR)
     assert positive > negative
 
 
 @pytest.mark.slow
 def test_fluency_on_the_real_model_handles_an_empty_continuation(smol):
-    import actadd
-
-    table = metrics.fluency(smol, ["I went up to my friend and said", "Hello"], [" hello, how are you?", ""])
+    table = scorers.fluency(smol, ["I went up to my friend and said", "Hello"], [" hello, how are you?", ""])
     expected = actadd.logprobs(smol, [" hello, how are you?"], contexts=["I went up to my friend and said"])[0]
     assert table["judge"].tolist() == ["smollm2-135m"] * 2
     assert table["mean_logprob"][0] == pytest.approx(float(expected.double().mean()), abs=1e-6)

@@ -38,10 +38,7 @@ class _NoActadd:
 def _tiny(tokenizer, *, remote: bool | str = False):
     torch.manual_seed(0)
     config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(tokenizer))
-    hf_model = GPT2LMHeadModel(config)
-    model = actadd.wrap_model(hf_model, tokenizer, name="tiny")
-    hf_model.config.actadd_remote = remote
-    return model
+    return actadd.wrap_model(GPT2LMHeadModel(config), tokenizer, name="tiny", remote=remote)
 
 
 def test_remote_without_api_key_says_how_to_get_access(monkeypatch):

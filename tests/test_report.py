@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from actadd import runner
-from actadd.__main__ import main
-from actadd.report import MAX_TABLE_ROWS, PAPER_CLAIMS, write_report
+from actadd.studies import runner
+from actadd.studies.cli import main
+from actadd.studies.report import MAX_TABLE_ROWS, PAPER_CLAIMS, write_report
 
 
 def _png(path: Path, slope: float) -> bytes:
@@ -46,11 +46,24 @@ def _fake_run(run_dir: Path) -> dict[str, bytes]:
     run = {
         "profile": "smoke",
         "notebooks": [
-            {"notebook": "01_wedding_layers", "status": "ok", "wall_time_s": 13.0, "executed": str(run_dir / "01.ipynb"),
-             "results_dir": str(ok), "parameters": {"profile": "smoke", "seed": 7}, "error": None},
-            {"notebook": "03_factual_recall", "status": "failed", "wall_time_s": 2.0,
-             "executed": str(run_dir / "03.ipynb"), "results_dir": str(run_dir / "03_factual_recall"),
-             "parameters": {"profile": "smoke", "model_name": "nope"}, "error": "cell 4: ValueError: no such <model>"},
+            {
+                "notebook": "01_wedding_layers",
+                "status": "ok",
+                "wall_time_s": 13.0,
+                "executed": str(run_dir / "01.ipynb"),
+                "results_dir": str(ok),
+                "parameters": {"profile": "smoke", "seed": 7},
+                "error": None,
+            },
+            {
+                "notebook": "03_factual_recall",
+                "status": "failed",
+                "wall_time_s": 2.0,
+                "executed": str(run_dir / "03.ipynb"),
+                "results_dir": str(run_dir / "03_factual_recall"),
+                "parameters": {"profile": "smoke", "model_name": "nope"},
+                "error": "cell 4: ValueError: no such <model>",
+            },
         ],
     }
     (run_dir / "run.json").write_text(json.dumps(run))

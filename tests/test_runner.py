@@ -9,24 +9,35 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from actadd.__main__ import main
-from actadd.runner import REPO, find_notebooks, parse_value, profile_parameters, run_notebooks
+from actadd.studies.cli import main
+from actadd.studies.runner import REPO, find_notebooks, parse_value, profile_parameters, run_notebooks
 
 
 def _notebook(path: Path, body: str) -> Path:
-    nb = new_notebook(cells=[
-        new_code_cell('profile = "default"\nresults_dir = "x"\nfigures_dir = "y"\nvalue = 1', metadata={"tags": ["parameters"]}),
-        new_code_cell(body),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                'profile = "default"\nresults_dir = "x"\nfigures_dir = "y"\nvalue = 1',
+                metadata={"tags": ["parameters"]},
+            ),
+            new_code_cell(body),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
     nbformat.write(nb, path)
     return path
 
 
+@pytest.mark.slow
 def test_failing_notebook_is_reported_and_the_others_kept(tmp_path, capsys):
-    good = _notebook(tmp_path / "01_good.ipynb", (
-        "from pathlib import Path\n"
-        "Path(results_dir).mkdir(parents=True, exist_ok=True)\n"
-        "Path(results_dir, 'out.txt').write_text(str(value * 2))"))
+    good = _notebook(
+        tmp_path / "01_good.ipynb",
+        (
+            "from pathlib import Path\n"
+            "Path(results_dir).mkdir(parents=True, exist_ok=True)\n"
+            "Path(results_dir, 'out.txt').write_text(str(value * 2))"
+        ),
+    )
     bad = _notebook(tmp_path / "02_bad.ipynb", "raise ValueError('boom: bad value 7')")
     later = _notebook(tmp_path / "03_later.ipynb", "value + 1")
     runs = run_notebooks([good, bad, later], profile="smoke", parameters={"value": 21}, out=tmp_path / "run")
@@ -39,6 +50,7 @@ def test_failing_notebook_is_reported_and_the_others_kept(tmp_path, capsys):
     assert "FAILED 02_bad.ipynb at cell" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_exit_status_and_bad_names(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main(["run", "99_missing", "--out", str(tmp_path)])
@@ -74,7 +86,7 @@ def test_quickstart_runs_under_papermill(tmp_path):
     assert run.status == "ok", run.error
     results = tmp_path / "00_quickstart"
     headline = json.loads((results / "headline.json").read_text())
-    assert headline["wall_time_s"] > 0 and headline["parameters"]["seed"] == 0
+    assert headline["parameters"]["seed"] == 0
     for name in ("completions.csv", "layer_coeff_grid.csv", "quickstart_layer_coeff_grid.png"):
         assert (results / name).stat().st_size > 0
     assert (tmp_path / "figures" / "quickstart_layer_coeff_grid.png").exists()  # smoke keeps figures/ clean

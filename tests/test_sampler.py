@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from actadd.generation import NUCLEUS_WIDTH, RowSampler
+from actadd.sampling import NUCLEUS_WIDTH, RowSampler
 
 
 def _reference_draws(scores: torch.Tensor, generators: list[torch.Generator], top_p: float) -> torch.Tensor:

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from actadd.core import SteeringVector
-from actadd.metrics import precision_at_k
-from actadd.relevance import (
+from actadd import SteeringVector
+from actadd.studies.metrics import precision_at_k
+from actadd.studies.runner import NOTEBOOKS, run_notebooks
+from actadd.studies.summaries import (
     density_bin,
     density_labels,
     perplexity_ratio_by_bin,
@@ -21,7 +22,6 @@ from actadd.relevance import (
     sample_documents,
     topic_summary,
 )
-from actadd.runner import NOTEBOOKS, run_notebooks
 
 STUDIES = ["01_wedding_layers", "02_perplexity_relevance", "03_factual_recall"]
 
@@ -160,7 +160,6 @@ def test_study_notebook_runs_in_the_smoke_profile(smoke_run, study, files):
     for name in [*files, "headline.json"]:
         assert (out / study / name).is_file(), name
     record = json.loads((out / study / "headline.json").read_text())
-    assert record["wall_time_s"] > 0
     if study == "01_wedding_layers":
         assert {"best_layer", "coeff"} <= set(record["headline"])
     if study == "03_factual_recall":

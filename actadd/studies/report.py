@@ -24,7 +24,7 @@ import pandas as pd
 
 from actadd.io import atomic_write
 
-# What the paper reports for each study, as stated in /work/shared/notes/paper-protocol.md.
+# What the paper reports for each study (Turner et al., arXiv 2308.10248 and its later versions).
 PAPER_CLAIMS: dict[str, str] = {
     "01_wedding_layers": (
         "GPT-2-XL (48 layers), p+ = ' weddings', p- = '', c = 1, 200 completions per layer: "
@@ -84,8 +84,10 @@ class StudyReport:
     @property
     def models(self) -> dict[str, Any]:
         """Model parameters: ``model_name`` first, then any ``*_name``/``*_judge`` (judges, scorers)."""
-        names = sorted((k for k, v in self.parameters.items() if k.endswith(("_name", "_judge")) and v is not None),
-                       key=lambda k: k != "model_name")
+        names = sorted(
+            (k for k, v in self.parameters.items() if k.endswith(("_name", "_judge")) and v is not None),
+            key=lambda k: k != "model_name",
+        )
         return {k: self.parameters[k] for k in names}
 
     @property
@@ -226,8 +228,7 @@ def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Pa
     common = _common_versions(studies)  # stated once at the top; a study repeats only different ones
     parts = [
         f"# {_title(run, run_dir)}",
-        f"{ok} of {len(studies)} studies ok. Generated {_generated()}. "
-        f"Versions: {_kv(common)}.",
+        f"{ok} of {len(studies)} studies ok. Generated {_generated()}. Versions: {_kv(common)}.",
         _md_table(SUMMARY_HEADER, _summary_rows(studies)),
     ]
     for s in studies:
@@ -285,6 +286,7 @@ def _img(path: Path) -> str:
 
 def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
     """The report as one self-contained HTML page (figures embedded as base64 PNG)."""
+
     def e(text: str) -> str:
         return html.escape(text, quote=False)  # text nodes; the only attributes hold study names
 
@@ -315,7 +317,7 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
         if s.table is not None:
             more = f" (first {len(s.table)} of {s.table_rows} rows)" if s.table_rows > len(s.table) else ""
             rows = [[_fmt(v) for v in row] for row in s.table.itertuples(index=False)]
-            out.append(f"<p class='meta'>Table {e(s.table_name)}{e(more)}</p>")
+            out.append(f"<p class='meta'>Table {e(s.table_name or '')}{e(more)}</p>")
             out.append(_html_table([str(c) for c in s.table.columns], rows))
         wall = f"{_fmt(s.wall_time_s)} s" if s.wall_time_s is not None else "-"
         out.append(

@@ -1,9 +1,9 @@
 """What every study notebook does with its outputs: tables, figures, headline numbers, wall time.
 
-    results = Results("01_wedding_layers", results_dir, figures_dir, parameters={...})
-    results.table(by_layer, "by_layer")          # CSV in the run folder
-    results.figure(fig, "wedding_by_layer")      # PNG in the run folder and figures/
-    results.finish({"best_layer": 6, ...})       # headline.json, with wall time and versions
+results = Results("01_wedding_layers", results_dir, figures_dir, parameters={...})
+results.table(by_layer, "by_layer")          # CSV in the run folder
+results.figure(fig, "wedding_by_layer")      # PNG in the run folder and figures/
+results.finish({"best_layer": 6, ...})       # headline.json, with wall time and versions
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from actadd.io import atomic_write, save_json, save_table
+from actadd.io import atomic_write, save_json
 
 
 def versions() -> dict[str, str]:
@@ -30,6 +30,11 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[package] = "not installed"
     return out
+
+
+def save_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a DataFrame as CSV (no index), atomically."""
+    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 class Results:

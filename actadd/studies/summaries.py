@@ -1,12 +1,13 @@
-"""Summaries for the first studies (issue 4): topic success per setting, perplexity ratio by
-topic density, P@K curves with paired differences, and a random-direction control vector.
+"""Summaries for the wedding studies: topic success per setting, perplexity ratio by topic
+density, P@K curves with paired differences, and a random-direction control vector.
 
 Everything here works on numbers the notebooks have already measured with ``actadd`` and
-``actadd.metrics``; the intervals are ``actadd.metrics.bootstrap_ci`` (BCa, 95%).
+:mod:`.scorers`; the intervals come from :mod:`.stats`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -15,8 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from actadd.core import SteeringVector
-from actadd.metrics import PAPER_KS, WEDDING_WORDS, bootstrap_ci, topic_word_count
+from actadd import SteeringVector
+from actadd.checks import integer
+from actadd.studies.metrics import PAPER_KS, check_ks
+from actadd.studies.stats import bootstrap_ci
+from actadd.studies.text import WEDDING_WORDS, topic_word_count
 
 # The paper's bins of wedding-word density (share of a document's words): 0%, 0-0.5%,
 # 0.5-1%, ... Each bin is (low, high], except the first, which holds exactly 0.
@@ -40,7 +44,7 @@ def topic_summary(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS, se
 def density_bin(density: float | Sequence[float], edges: Sequence[float] = DENSITY_EDGES) -> list[str] | str:
     """The label of each density's bin: '0%' for exactly 0, else '(a%, b%]' from ``edges``."""
     edges = list(edges)
-    if len(edges) < 2 or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+    if len(edges) < 2 or edges[0] != 0 or any(b <= a for a, b in itertools.pairwise(edges)):
         raise ValueError(f"edges must start at 0 and increase strictly, got {edges!r}")
     labels = density_labels(edges)
 
@@ -50,12 +54,14 @@ def density_bin(density: float | Sequence[float], edges: Sequence[float] = DENSI
         # d in (edges[i-1], edges[i]] has searchsorted index i, and labels[i] is that bin.
         return labels[0] if d == 0 else labels[int(np.searchsorted(edges, d, side="left"))]
 
-    return one(float(density)) if np.ndim(density) == 0 else [one(float(d)) for d in density]
+    if isinstance(density, Sequence) or np.ndim(density) > 0:
+        return [one(float(d)) for d in density]  # type: ignore[union-attr]
+    return one(float(density))
 
 
 def density_labels(edges: Sequence[float] = DENSITY_EDGES) -> list[str]:
     """Bin labels in order: '0%' then '(a%, b%]' for each pair of edges."""
-    return ["0%"] + [f"({100 * a:g}%, {100 * b:g}%]" for a, b in zip(edges, edges[1:])]
+    return ["0%"] + [f"({100 * a:g}%, {100 * b:g}%]" for a, b in itertools.pairwise(edges)]
 
 
 def perplexity_ratio_by_bin(
@@ -79,9 +85,10 @@ def perplexity_ratio_by_bin(
             f"bins, logprob_steered and logprob_base must have one entry per document, got "
             f"{len(bins)}, {len(logprob_steered)} and {len(logprob_base)}"
         )
-    if isinstance(min_docs, bool) or not isinstance(min_docs, int) or min_docs < 2:
-        raise ValueError(f"min_docs must be an int >= 2 (a bootstrap needs two documents), got {min_docs!r}")
-    frame = pd.DataFrame({"bin": list(bins), "diff": np.asarray(logprob_steered, float) - np.asarray(logprob_base, float)})
+    integer(min_docs, "min_docs (a bootstrap needs two documents)", minimum=2)
+    frame = pd.DataFrame(
+        {"bin": list(bins), "diff": np.asarray(logprob_steered, float) - np.asarray(logprob_base, float)}
+    )
     rows = []
     for name in order if order is not None else list(dict.fromkeys(frame["bin"])):
         diffs = frame.loc[frame["bin"] == name, "diff"].to_numpy()
@@ -111,8 +118,7 @@ def precision_curves(
     sizes = {name: len(r) for name, r in arrays.items()}
     if len(set(sizes.values())) != 1 or min(sizes.values()) < 2:
         raise ValueError(f"every condition needs the same prompts (at least 2), got sizes {sizes}")
-    if len(ks) == 0 or any(isinstance(k, bool) or int(k) != k or k < 1 for k in ks):
-        raise ValueError(f"ks must be positive integers, got {ks!r}")
+    check_ks(ks)
     rows = []
     for name, r in arrays.items():
         for k in ks:
@@ -150,8 +156,7 @@ def sample_documents(
     ``pool`` has the columns of ``actadd.data.web_text`` (``n_words``, ``wedding_count``).
     Whole documents, not cut ones, so a document's density is the one it was binned by.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    integer(n, "n", minimum=2)
     if not 0 <= related_fraction <= 1:
         raise ValueError(f"related_fraction must be in [0, 1], got {related_fraction!r}")
     short = pool if max_words is None else pool[pool["n_words"] <= max_words]
@@ -163,5 +168,7 @@ def sample_documents(
             f"documents of at most {max_words} words; the pool has {len(related)} and {len(unrelated)}: "
             "lower n, raise max_words or change related_fraction"
         )
-    chosen = pd.concat([related.sample(n_related, random_state=seed), unrelated.sample(n - n_related, random_state=seed)])
+    chosen = pd.concat(
+        [related.sample(n_related, random_state=seed), unrelated.sample(n - n_related, random_state=seed)]
+    )
     return chosen.sample(frac=1, random_state=seed).reset_index(drop=True)

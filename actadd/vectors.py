@@ -1,30 +1,27 @@
-"""The ActAdd core: steering vectors from prompt pairs, and the steered forward pass.
+"""Steering vectors: ``coeff * (h+ - h-)`` from a prompt pair, saved and loaded with safetensors.
 
-A steering vector is ``coeff * (h+ - h-)``, the difference of two prompts' residual streams
-at the input of one decoder block, of shape ``[k, d_model]``. Steering adds it to another
-prompt's residual stream at the same block, at that prompt's first ``k`` positions ('front'
-alignment) or its last ``k`` ('back'). Every intervention goes through an nnsight trace.
+A steering vector is the difference of two prompts' residual streams at the input of one
+decoder block, of shape ``[k, d_model]``. :mod:`actadd.steer` adds it to another prompt's
+residual stream; several vectors form a :class:`Steering` and their additions sum.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any
 
 import torch
 from nnsight.modeling.transformers import TransformersModel
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from actadd.checks import is_int, real
 from actadd.io import atomic_write
 from actadd.models import ModelInfo, blocks, input_device, model_info
-
-Alignment = Literal["front", "back"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class SteeringVector:
         return self.vector.shape[0]
 
     def __mul__(self, scale: float) -> SteeringVector:
-        scale = _check_coeff(scale, "scale")
+        scale = real(scale, "scale")
         return replace(
             self, vector=self.vector * scale, coeff=self.coeff * scale, relative_norm=self.relative_norm * abs(scale)
         )
@@ -92,17 +89,29 @@ class SteeringVector:
     @classmethod
     def load(cls, path: str | Path, model: TransformersModel | None = None) -> SteeringVector:
         """Read a vector saved by :meth:`save`; refuse it if ``model`` is not the one it was made on."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata().get("actadd")
-        if raw is None:
-            raise ValueError(f"{path} has no actadd metadata: not a saved SteeringVector")
-        meta = json.loads(raw)
-        meta["tokens_plus"], meta["tokens_minus"] = tuple(meta["tokens_plus"]), tuple(meta["tokens_minus"])
-        vector = cls(vector=load_file(str(path))["vector"], **meta)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                raw = (f.metadata() or {}).get("actadd")
+                tensor = f.get_tensor("vector") if "vector" in f.keys() else None
+        except (SafetensorError, OSError) as err:
+            raise ValueError(
+                f"cannot read {path} as a safetensors file ({err}): give a file written by SteeringVector.save"
+            ) from err
+        if raw is None or tensor is None:
+            raise ValueError(
+                f"{path} is a safetensors file without actadd's 'actadd' metadata and 'vector' tensor: "
+                "not a SteeringVector written by SteeringVector.save"
+            )
+        try:
+            meta = json.loads(raw)
+            meta["tokens_plus"], meta["tokens_minus"] = tuple(meta["tokens_plus"]), tuple(meta["tokens_minus"])
+            vector = cls(vector=tensor, **meta)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"{path} has unreadable actadd metadata ({err}): not a SteeringVector written by save"
+            ) from err
         if model is not None:
-            _check_model(vector, model_info(model))
+            check_model(vector, model_info(model))
         return vector
 
 
@@ -120,14 +129,14 @@ class Steering:
 
     __rmul__ = __mul__
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[SteeringVector]:
         return iter(self.vectors)
 
     def __len__(self) -> int:
         return len(self.vectors)
 
 
-Steerable = Union[SteeringVector, Steering, Sequence[SteeringVector]]
+Steerable = SteeringVector | Steering | Sequence[SteeringVector]
 
 
 def as_steering(vectors: Steerable) -> Steering:
@@ -155,8 +164,8 @@ def steering_vector(
     info = model_info(model)
     if not isinstance(p_plus, str) or not isinstance(p_minus, str):
         raise ValueError(f"prompts must be strings, got {type(p_plus).__name__} and {type(p_minus).__name__}")
-    _check_layer(layer, info)
-    coeff = _check_coeff(coeff)
+    layer = check_layer(layer, info)
+    coeff = real(coeff, "coeff")
     ids_plus, ids_minus = encode(model, p_plus), encode(model, p_minus)
     if len(ids_plus) == len(ids_minus) == 1:
         raise ValueError(f"the prompt pair ({p_plus!r}, {p_minus!r}) is empty: give at least one non-empty prompt")
@@ -167,9 +176,12 @@ def steering_vector(
     ids_minus += [info.space_token_id] * (k - len(ids_minus))
 
     input_ids = torch.tensor([ids_plus, ids_minus], device=input_device(model))
-    with torch.no_grad(), model.trace(
-        {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}, remote=info.remote
-    ) as tracer:
+    with (
+        torch.no_grad(),
+        model.trace(
+            {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}, remote=info.remote
+        ) as tracer,
+    ):
         resid = blocks(model)[layer].input.save()
         tracer.stop()  # the blocks from `layer` on are not needed
     resid = resid.detach()
@@ -196,84 +208,18 @@ def encode(model: TransformersModel, text: str, *, start: bool = True) -> list[i
     return [model_info(model).start_token_id, *ids] if start else list(ids)
 
 
-def row_steerings(
-    n_rows: int, vectors: Steerable | None, row_vectors: Sequence[Steerable | None] | None
-) -> list[Steering | None]:
-    """Per-row steering: ``vectors`` for every row, or ``row_vectors`` one entry per row."""
-    if vectors is not None and row_vectors is not None:
-        raise ValueError("give either vectors (same for every row) or row_vectors (one per row), not both")
-    if row_vectors is None:
-        steering = None if vectors is None else as_steering(vectors)
-        return [steering] * n_rows
-    if len(row_vectors) != n_rows:
-        raise ValueError(f"row_vectors has {len(row_vectors)} entries for {n_rows} prompts: give one per prompt")
-    return [None if v is None else as_steering(v) for v in row_vectors]
-
-
-def pad_to_vectors(ids: list[int], steering: Steering | None, space_token_id: int) -> list[int]:
-    """Insert space tokens after the start token until the prompt is as long as its longest vector."""
-    k = max((v.k for v in steering), default=0) if steering else 0
-    return [ids[0], *[space_token_id] * (k - len(ids)), *ids[1:]] if len(ids) < k else ids
-
-
-def additions(
-    rows: Sequence[Steering | None],
-    starts: Sequence[int],
-    lengths: Sequence[int],
-    seq_len: int,
-    info: ModelInfo,
-    alignment: Alignment,
-    *,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> dict[int, torch.Tensor]:
-    """The tensor to add at each steered layer's input: ``{layer: [batch, seq_len, d_model]}``.
-
-    Row ``i``'s tokens occupy positions ``starts[i] .. starts[i] + lengths[i] - 1`` of the
-    padded batch; each of its vectors is placed at the row's own first (front) or last
-    (back) ``k`` tokens, so left padding does not shift the steering.
-    """
-    if alignment not in ("front", "back"):
-        raise ValueError(f"alignment must be 'front' or 'back', got {alignment!r}")
-    added: dict[int, torch.Tensor] = {}
-    for i, steering in enumerate(rows):
-        for v in steering or ():
-            _check_model(v, info)
-            if lengths[i] < v.k:
-                raise ValueError(
-                    f"prompt {i} has {lengths[i]} tokens (with the start token), shorter than the {v.k}-token "
-                    f"vector {v.p_plus!r} - {v.p_minus!r}: lengthen it or pass pad_prompts=True"
-                )
-            offset = starts[i] + (0 if alignment == "front" else lengths[i] - v.k)
-            if v.layer not in added:
-                added[v.layer] = torch.zeros(len(rows), seq_len, info.d_model, device=device, dtype=dtype)
-            added[v.layer][i, offset : offset + v.k] += v.vector.to(device, dtype)
-    return added
-
-
-def apply_additions(model: TransformersModel, added: dict[int, torch.Tensor]) -> None:
-    """Inside a trace or the prompt pass of a generate: add to the residual stream in place."""
-    layers = blocks(model)
-    for layer, tensor in sorted(added.items()):
-        resid = layers[layer].input
-        resid.add_(tensor.to(resid.device))  # a device_map or remote model: the layer's own device
-
-
-def _check_model(v: SteeringVector, info: ModelInfo) -> None:
+def check_model(v: SteeringVector, info: ModelInfo) -> None:
+    """Refuse a vector made on another model (or at a layer this model does not have)."""
     if v.model_name != info.name or v.vector.shape[-1] != info.d_model:
         raise ValueError(
             f"steering vector {v.p_plus!r} - {v.p_minus!r} was made on model {v.model_name!r} "
             f"(d_model {v.vector.shape[-1]}), not on {info.name!r} (d_model {info.d_model}): recompute it on this model"
         )
-    _check_layer(v.layer, info)
+    check_layer(v.layer, info)
 
 
-def _check_layer(layer: int, info: ModelInfo) -> None:
-    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < info.n_layers:
+def check_layer(layer: Any, info: ModelInfo) -> int:
+    """A block index of this model, as an int."""
+    if not is_int(layer) or not 0 <= layer < info.n_layers:
         raise ValueError(f"layer must be an int in [0, {info.n_layers - 1}] for {info.name!r}, got {layer!r}")
-
-
-def _check_coeff(coeff: float, what: str = "coeff") -> float:
-    if isinstance(coeff, bool) or not isinstance(coeff, numbers.Real) or not math.isfinite(coeff):
-        raise ValueError(f"{what} must be a finite number, got {coeff!r}")
-    return float(coeff)
+    return int(layer)

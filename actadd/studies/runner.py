@@ -23,9 +23,9 @@ import papermill
 import yaml
 
 from actadd.io import save_json
-from actadd.report import write_report
+from actadd.studies.report import write_report
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository: notebooks/, figures/, runs/
 NOTEBOOKS = REPO / "notebooks"
 PROFILES = ("smoke", "default", "paper")
 

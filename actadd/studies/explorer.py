@@ -16,11 +16,17 @@ from typing import Any
 import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 
-from actadd.core import steering_vector
-from actadd.generation import generate_sweep
-from actadd.models import model_info
+from actadd import generate_sweep, model_info, steering_vector
+from actadd.checks import integer
+from actadd.vectors import check_layer
 
-DEFAULTS = dict(prompt="I went up to my friend and said", p_plus=" Love", p_minus=" Hate", layer=6, coeff=5.0)
+# The paper's best-known example, 'Love' - 'Hate' at layer 6 with c = 5 (on GPT-2-XL).
+DEFAULT_PROMPT, DEFAULT_PAIR, DEFAULT_LAYER, DEFAULT_COEFF = (
+    "I went up to my friend and said",
+    (" Love", " Hate"),
+    6,
+    5.0,
+)
 COEFF_RANGE = (-20.0, 20.0)
 
 
@@ -42,7 +48,13 @@ def completions_table(
     """
     vector = steering_vector(model, p_plus, p_minus, layer=layer, coeff=coeff)
     unsteered, steered = generate_sweep(
-        model, prompt, [None, vector], n_samples, seed=seed, max_new_tokens=max_new_tokens, pad_prompts=True,
+        model,
+        prompt,
+        [None, vector],
+        n_samples,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        pad_prompts=True,
         progress=False,
     )
     label = f"steered: {p_plus!r} - {p_minus!r}, layer {layer}, c = {coeff:g}"
@@ -76,7 +88,11 @@ class Explorer:
             "p_minus": w.Text(value=p_minus, description="p-", continuous_update=False, layout=layout),
             "layer": w.IntSlider(value=layer, min=0, max=n_layers - 1, description="layer", continuous_update=False),
             "coeff": w.FloatSlider(
-                value=coeff, min=COEFF_RANGE[0], max=COEFF_RANGE[1], step=0.5, description="coeff",
+                value=coeff,
+                min=COEFF_RANGE[0],
+                max=COEFF_RANGE[1],
+                step=0.5,
+                description="coeff",
                 continuous_update=False,
             ),
         }
@@ -97,7 +113,10 @@ class Explorer:
         self.output.clear_output(wait=True)
         try:
             self.table = completions_table(
-                self.model, **self.values(), n_samples=self.n_samples, max_new_tokens=self.max_new_tokens,
+                self.model,
+                **self.values(),
+                n_samples=self.n_samples,
+                max_new_tokens=self.max_new_tokens,
                 seed=self.seed,
             )
         except ValueError as err:  # e.g. an empty pair: say so next to the controls
@@ -112,11 +131,11 @@ class Explorer:
 
 def explore(
     model: TransformersModel,
-    prompt: str = DEFAULTS["prompt"],
-    p_plus: str = DEFAULTS["p_plus"],
-    p_minus: str = DEFAULTS["p_minus"],
-    layer: int = DEFAULTS["layer"],
-    coeff: float = DEFAULTS["coeff"],
+    prompt: str = DEFAULT_PROMPT,
+    p_plus: str = DEFAULT_PAIR[0],
+    p_minus: str = DEFAULT_PAIR[1],
+    layer: int = DEFAULT_LAYER,
+    coeff: float = DEFAULT_COEFF,
     n_samples: int = 2,
     max_new_tokens: int = 30,
     seed: int = 0,
@@ -129,19 +148,24 @@ def explore(
     running; the widget box is returned (end a cell with it to show it). Otherwise, or with
     ``widgets=False``, the table for the given arguments is printed and returned.
     """
-    n_layers = model_info(model).n_layers
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-        raise ValueError(f"layer must be an int in [0, {n_layers - 1}] for this model, got {layer!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    # Checked before any widget is built, so a bad value fails here and not in a callback.
+    check_layer(layer, model_info(model))
+    integer(n_samples, "n_samples", minimum=1)
     if widgets is None:
         widgets = _widgets_available() and _in_kernel()
     elif widgets and not _widgets_available():
         raise ValueError("widgets=True needs ipywidgets: pip install 'ipywidgets>=8' (or pass widgets=False)")
     if widgets:
         explorer = Explorer(
-            model, prompt=prompt, p_plus=p_plus, p_minus=p_minus, layer=layer, coeff=coeff,
-            n_samples=n_samples, max_new_tokens=max_new_tokens, seed=seed,
+            model,
+            prompt=prompt,
+            p_plus=p_plus,
+            p_minus=p_minus,
+            layer=layer,
+            coeff=coeff,
+            n_samples=n_samples,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
         )
         explorer.refresh()
         return explorer.box

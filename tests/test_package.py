@@ -1,0 +1,139 @@
+"""The package's shape: the core works without the studies' packages, imports point one way,
+the public surface is deliberate, and the repository's address is written in one place."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import actadd
+from actadd.studies import badges
+
+PACKAGE = Path(actadd.__file__).parent
+# What `pip install 'actadd[studies]'` adds; the core must run without any of it.
+STUDIES_ONLY = (
+    "pandas", "seaborn", "matplotlib", "datasets", "scipy", "sklearn", "statsmodels", "papermill", "gensim",
+    "sentence_transformers", "ipywidgets", "nltk", "punkt", "textblob", "vaderSentiment", "profanity_check",
+)  # fmt: skip
+
+HIDE_STUDIES_PACKAGES = f"""
+import importlib.machinery, sys
+
+HIDDEN = set({STUDIES_ONLY!r})
+
+
+class NotInstalled(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] in HIDDEN else super().find_spec(name, path, target)
+
+
+sys.meta_path[:] = [NotInstalled if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+"""
+
+
+def _run(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def test_core_imports_and_steers_without_the_studies_packages():
+    script = HIDE_STUDIES_PACKAGES + textwrap.dedent("""
+        import torch
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        import actadd
+        from actadd.models import gpt2_tokenizer
+
+        try:
+            import pandas
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("pandas was not hidden")
+        tokenizer = gpt2_tokenizer()
+        config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(tokenizer))
+        model = actadd.wrap_model(GPT2LMHeadModel(config), tokenizer, name="tiny")
+        vector = actadd.steering_vector(model, " Love", " Hate", layer=1, coeff=3.0)
+        steered = actadd.generate(model, ["Hello there", "Hi"], vector, max_new_tokens=4, pad_prompts=True, progress=False)
+        plain = actadd.generate(model, ["Hello there", "Hi"], max_new_tokens=4, progress=False)
+        assert steered != plain, "the vector changed nothing"
+        assert len(actadd.logprobs(model, ["Hello there"], vector)[0]) == 2
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] in HIDDEN | {"actadd.studies"})
+        print("loaded:", loaded)
+    """)
+    result = _run(script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loaded: []" in result.stdout
+
+
+def test_command_line_without_the_studies_says_what_to_install():
+    result = _run(HIDE_STUDIES_PACKAGES + "import runpy; runpy.run_module('actadd', run_name='__main__')")
+    assert result.returncode != 0
+    assert "pip install 'actadd[studies]'" in result.stderr
+
+
+def _imports(path: Path) -> set[str]:
+    """Every actadd module ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _module_graph() -> dict[str, set[str]]:
+    modules = {
+        ".".join(("actadd", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): path
+        for path in PACKAGE.rglob("*.py")
+    }
+    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def test_import_graph_has_no_cycle_and_the_core_never_imports_the_studies():
+    graph = _module_graph()
+    # A package's __init__ re-exports its modules; the edges that matter run between modules.
+    edges = {name: {m for m in deps if not name.startswith(m + ".")} for name, deps in graph.items()}
+    graphlib.TopologicalSorter(edges).static_order()  # raises CycleError on a cycle
+    core = {name: deps for name, deps in graph.items() if not name.startswith("actadd.studies")}
+    # `python -m actadd` is the one door from the core to the studies' command line.
+    leaks = {name: sorted(d for d in deps if d.startswith("actadd.studies")) for name, deps in core.items()}
+    assert {name: deps for name, deps in leaks.items() if deps} == {"actadd.__main__": ["actadd.studies.cli"]}
+
+
+def test_public_surface_is_listed_and_versioned():
+    assert actadd.__version__ and actadd.__version__ != "0+unknown"
+    assert sorted(actadd.__all__) == sorted(set(actadd.__all__))
+    for name in actadd.__all__:
+        assert hasattr(actadd, name), name
+    for name in ("apply", "tokenize", "steering_vector", "generate", "logprobs", "wrap_model", "load_model"):
+        assert name in actadd.__all__
+
+
+def test_colab_badges_and_install_cells_name_the_repository_of_pyproject():
+    assert badges.repository() == badges.read_repository(badges.REPO / "pyproject.toml")
+    assert badges.stale_files() == [], "run `python -m actadd badges` to rewrite them"
+
+
+def test_badges_command_rewrites_a_stale_address(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project.urls]\nRepository = "https://github.com/someone/fork"\n')
+    (tmp_path / "notebooks").mkdir()
+    stale = (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        "(https://colab.research.google.com/github/actadd/actadd/blob/main/notebooks/00_quickstart.ipynb)\n"
+        '%pip install --quiet "actadd[studies,gemma] @ git+https://github.com/actadd/actadd"\n'
+    )
+    (tmp_path / "notebooks" / "00_quickstart.ipynb").write_text(stale)
+    (tmp_path / "README.md").write_text(stale)
+    assert len(badges.stale_files(tmp_path)) == 2
+    assert len(badges.rewrite(tmp_path)) == 2
+    text = (tmp_path / "README.md").read_text()
+    assert "github/someone/fork/blob/main/notebooks/00_quickstart.ipynb" in text
+    assert "git+https://github.com/someone/fork" in text and "actadd/actadd" not in text
+    assert badges.stale_files(tmp_path) == []

@@ -10,6 +10,7 @@ seed, not on which other rows share its batch.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import torch
 from nnsight.modeling.transformers import TransformersModel
@@ -21,6 +22,8 @@ from actadd.models import ModelInfo, input_device, model_info
 from actadd.sampling import RowSampler, row_seeds
 from actadd.steer import Alignment, add, additions, left_pad, pad_to_vectors, row_steerings
 from actadd.vectors import Steerable, Steering, encode
+
+PenaltyCounts = Literal["completion", "prompt_and_completion"]
 
 
 def generate(
@@ -34,6 +37,7 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 0.3,
     freq_penalty: float = 1.0,
+    freq_penalty_counts: PenaltyCounts = "completion",
     batch_size: int = 32,
     alignment: Alignment = "front",
     pad_prompts: bool = False,
@@ -48,13 +52,21 @@ def generate(
     ``temperature=0`` decodes greedily. A prompt shorter than a vector is an error unless
     ``pad_prompts``, which inserts space tokens after the start token, as the original code.
     ``logits_processors`` run on each step's logits before the sampler (e.g. a decoding-time
-    baseline such as ``actadd.baselines.PrefixContrast``), so the same seeded draws apply.
+    baseline such as ``actadd.studies.baselines.PrefixContrast``), so the same seeded draws apply.
+    ``freq_penalty_counts`` is ``"completion"`` (OpenAI's rule) or ``"prompt_and_completion"``
+    (the original ActAdd code's, which also counted the prompt and start token). A completion
+    stops at the model's end token or its document separator (``ModelInfo.stop_token_ids``).
     """
     prompts = strings(prompts, "prompts")
     max_new_tokens = integer(max_new_tokens, "max_new_tokens", minimum=1)
     real(top_p, "top_p", minimum=0, maximum=1, open_minimum=True)
     real(temperature, "temperature (0 is greedy)", minimum=0)
     real(freq_penalty, "freq_penalty")
+    if freq_penalty_counts not in ("completion", "prompt_and_completion"):
+        raise ValueError(
+            f"freq_penalty_counts must be 'completion' (OpenAI's rule) or 'prompt_and_completion' (the original "
+            f"ActAdd code's), got {freq_penalty_counts!r}"
+        )
     integer(batch_size, "batch_size", minimum=1)
     if isinstance(seed, int) or is_int(seed):
         seeds = row_seeds(int(seed), len(prompts))  # type: ignore[arg-type]
@@ -76,7 +88,7 @@ def generate(
         do_sample=False,  # RowSampler has already drawn; greedy picks its draw
         num_beams=1,
         pad_token_id=info.pad_token_id,
-        eos_token_id=info.eos_token_id,
+        eos_token_id=list(info.stop_token_ids) or None,
     )
     completions: list[str] = []
     for lo in tqdm(range(0, len(ids), batch_size), desc="generate", disable=not progress, leave=False):
@@ -98,6 +110,7 @@ def generate(
             temperature=temperature,
             top_p=top_p,
             freq_penalty=freq_penalty,
+            prompt_starts=starts if freq_penalty_counts == "prompt_and_completion" else None,
         )
         with (
             torch.no_grad(),
@@ -122,14 +135,16 @@ def generate_sweep(
     n_samples: int,
     *,
     seed: int = 0,
+    stream: int = 0,
     batch_size: int = 64,
-    **sampling,
+    **sampling: Any,
 ) -> list[list[str]]:
     """``n_samples`` completions of ``prompt`` under each setting (None: unsteered), as large batches.
 
-    Rows of every setting get the seeds ``row_seeds(seed, n_samples)``, so each setting's
-    completions equal ``generate(model, [prompt] * n_samples, setting, seed=seed)`` while the
-    whole sweep, baseline included, shares batches. Returns one list per setting.
+    Rows of every setting get the seeds ``row_seeds(seed, n_samples, stream=stream)``, so each
+    setting's completions equal ``generate(model, [prompt] * n_samples, setting, seed=seed)``
+    (for stream 0) while the whole sweep, baseline included, shares batches. Choose a setting
+    on one ``stream`` and report it on another: they share no seed. Returns one list per setting.
     """
     n_samples = integer(n_samples, "n_samples", minimum=1)
     if not settings:
@@ -139,7 +154,7 @@ def generate_sweep(
         model,
         [prompt] * len(rows),
         row_vectors=rows,
-        seed=row_seeds(seed, n_samples) * len(settings),
+        seed=row_seeds(seed, n_samples, stream=stream) * len(settings),
         batch_size=batch_size,
         **sampling,
     )
@@ -175,15 +190,17 @@ def logprobs(
     rows = row_steerings(len(texts), vectors, row_vectors)
     _check_context(sequences, model_info(model))
 
-    scores: list[torch.Tensor] = []
-    for lo, logits in _batched_logits(model, sequences, rows, batch_size, alignment, progress):
-        for j, logit in enumerate(logits):
-            i = lo + j
+    # Only the positions that predict a text token go through the unembedding (a large share
+    # of the cost for a big vocabulary); sequences are batched by length to waste no padding.
+    first_scored = [len(c) - 1 for c in context_ids]
+    scores: dict[int, torch.Tensor] = {}
+    for batch, logits, offset in _batched_logits(model, sequences, rows, first_scored, batch_size, alignment, progress):
+        for j, i in enumerate(batch):
             first, last = len(context_ids[i]), len(sequences[i])
-            targets = torch.tensor(sequences[i][first:last], device=logit.device)
-            lp = logit[first - 1 : last - 1].float().log_softmax(dim=-1)
-            scores.append(lp.gather(1, targets[:, None]).squeeze(1).cpu())
-    return scores
+            targets = torch.tensor(sequences[i][first:last], device=logits.device)
+            lp = logits[j, first - 1 - offset : last - 1 - offset].float().log_softmax(dim=-1)
+            scores[i] = lp.gather(1, targets[:, None]).squeeze(1).cpu()
+    return [scores[i] for i in range(len(texts))]
 
 
 def next_token_logprobs(
@@ -200,11 +217,12 @@ def next_token_logprobs(
     sequences = [encode(model, p) for p in prompts]
     rows = row_steerings(len(prompts), vectors, None)
     _check_context(sequences, model_info(model))
-    out = []
-    for lo, logits in _batched_logits(model, sequences, rows, batch_size, alignment, progress):
-        last = torch.tensor([len(s) - 1 for s in sequences[lo : lo + len(logits)]], device=logits.device)
-        out.append(logits[torch.arange(len(logits), device=logits.device), last].float().log_softmax(-1).cpu())
-    return torch.cat(out)
+    out: dict[int, torch.Tensor] = {}
+    last = [len(s) - 1 for s in sequences]
+    for batch, logits, offset in _batched_logits(model, sequences, rows, last, batch_size, alignment, progress):
+        for j, i in enumerate(batch):
+            out[i] = logits[j, last[i] - offset].float().log_softmax(-1).cpu()
+    return torch.stack([out[i] for i in range(len(prompts))])
 
 
 def forward_logits(
@@ -212,8 +230,11 @@ def forward_logits(
     sequences: Sequence[Sequence[int]],
     rows: Sequence[Steering | None],
     alignment: Alignment = "front",
+    *,
+    keep_last: int | None = None,
 ) -> torch.Tensor:
-    """One steered forward pass on right-padded token ids: logits ``[batch, max_len, vocab]``."""
+    """One steered forward pass on right-padded token ids: logits ``[batch, max_len, vocab]``,
+    or of the last ``keep_last`` positions only (``[batch, keep_last, vocab]``)."""
     info = model_info(model)
     lengths = [len(s) for s in sequences]
     seq_len = max(lengths)
@@ -226,9 +247,12 @@ def forward_logits(
         rows, [0] * len(rows), lengths, seq_len, info, alignment, device=input_device(model), dtype=model.dtype
     )
     device = input_device(model)
+    kwargs = {} if keep_last is None else {"logits_to_keep": keep_last}
     with (
         torch.no_grad(),
-        model.trace({"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, remote=info.remote),
+        model.trace(
+            {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, remote=info.remote, **kwargs
+        ),
     ):
         add(model, added)
         logits = model.output.logits.save()
@@ -239,13 +263,23 @@ def _batched_logits(
     model: TransformersModel,
     sequences: Sequence[list[int]],
     rows: Sequence[Steering | None],
+    first_needed: Sequence[int],
     batch_size: int,
     alignment: Alignment,
     progress: bool,
-) -> Iterator[tuple[int, torch.Tensor]]:
+) -> Iterator[tuple[list[int], torch.Tensor, int]]:
+    """Batches of similar length: (row indices, logits of the positions from the batch's
+    earliest ``first_needed`` on, that position)."""
     integer(batch_size, "batch_size", minimum=1)
-    for lo in tqdm(range(0, len(sequences), batch_size), desc="score", disable=not progress, leave=False):
-        yield lo, forward_logits(model, sequences[lo : lo + batch_size], rows[lo : lo + batch_size], alignment)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    for lo in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress, leave=False):
+        batch = order[lo : lo + batch_size]
+        seq_len = max(len(sequences[i]) for i in batch)
+        offset = min(first_needed[i] for i in batch)
+        logits = forward_logits(
+            model, [sequences[i] for i in batch], [rows[i] for i in batch], alignment, keep_last=seq_len - offset
+        )
+        yield batch, logits, offset
 
 
 def _check_context(sequences: Sequence[Sequence[int]], info: ModelInfo, new_tokens: int = 0) -> None:

@@ -103,6 +103,9 @@ class ModelInfo:
     space_token_id: int  # pads the shorter prompt of a pair
     pad_token_id: int
     eos_token_id: int | None
+    # Where a completion ends: the end token, and the start token when it is the pretraining
+    # document separator (<|endoftext|> for GPT-2, SmolLM2, Qwen), as the original code's models did.
+    stop_token_ids: tuple[int, ...]
     max_positions: int | None  # the context length, when the config states one
     # nnsight's ``remote=`` for every trace ActAdd opens: False (run here), True (the NDIF
     # service) or "local" (nnsight's serialise-and-run-here rehearsal of the remote path).
@@ -279,17 +282,23 @@ def _describe(
     space = tokenizer(" ", add_special_tokens=False).input_ids
     if len(space) != 1:
         raise ValueError(f"{name}: ' ' is {len(space)} tokens, expected 1; cannot pad prompt pairs")
-    start = start_token or MODEL_START_TOKEN.get(name) or _START_TOKEN.get(model_type)
+    separator = MODEL_START_TOKEN.get(name) or _START_TOKEN.get(model_type)
+    start = start_token or separator
+    start_token_id = _start_token_id(tokenizer, start, name, explicit=start_token is not None)
+    stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if start_token is None and separator is not None and start_token_id not in stops:
+        stops.append(start_token_id)
     return ModelInfo(
         name=name,
         model_type=model_type,
         blocks_path=blocks_path,
         n_layers=config.num_hidden_layers,
         d_model=config.hidden_size,
-        start_token_id=_start_token_id(tokenizer, start, name, explicit=start_token is not None),
+        start_token_id=start_token_id,
         space_token_id=space[0],
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        stop_token_ids=tuple(int(t) for t in stops),
         max_positions=getattr(config, "max_position_embeddings", None),
         remote=remote,
     )

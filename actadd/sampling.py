@@ -13,10 +13,23 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from actadd.checks import integer
 
-def row_seeds(seed: int, n: int) -> list[int]:
-    """Independent per-row seeds: row ``r`` gets the same seed whatever ``n`` is."""
-    return [int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+def row_seeds(seed: int, n: int, *, stream: int = 0) -> list[int]:
+    """Independent per-row seeds: row ``r`` gets the same seed whatever ``n`` is.
+
+    ``stream`` picks one of several disjoint sequences from the same ``seed``, so the draws a
+    study chooses a setting on and the draws it reports that setting on never share a seed
+    (stream 0 is the default; other streams use the spawn key ``(stream, r)``).
+    """
+    integer(n, "n", minimum=0)
+    stream = integer(stream, "stream", minimum=0)
+    if stream == 0:
+        children = np.random.SeedSequence(seed).spawn(n)
+    else:
+        children = [np.random.SeedSequence(seed, spawn_key=(stream, r)) for r in range(n)]
+    return [int(child.generate_state(1, np.uint64)[0]) for child in children]
 
 
 # Top-p keeps a handful of tokens at the studies' top_p = 0.3, so the sampler ranks only the
@@ -31,15 +44,27 @@ class RowSampler(LogitsProcessor):
     step picks exactly the draw. ``temperature == 0`` is greedy decoding (after the penalty).
     The frequency penalty subtracts ``freq_penalty * count`` from each token's logit, counting
     the token's occurrences in the completion so far (not the prompt), as OpenAI defines it;
-    transformers' ``repetition_penalty`` is a different, multiplicative rule.
+    transformers' ``repetition_penalty`` is a different, multiplicative rule. With
+    ``prompt_starts`` (where each row's tokens begin in the left-padded batch) the count
+    includes the row's prompt and start token, as the original ActAdd code counted.
 
     Each step draws one uniform ``u`` per row from the row's generator and takes the token at
     which the nucleus's cumulative probability first exceeds ``u`` times the nucleus's mass
     (inverse CDF), so a row consumes one number per step whatever its batch holds.
     """
 
-    def __init__(self, prompt_len: int, seeds: Sequence[int], *, temperature: float, top_p: float, freq_penalty: float):
+    def __init__(
+        self,
+        prompt_len: int,
+        seeds: Sequence[int],
+        *,
+        temperature: float,
+        top_p: float,
+        freq_penalty: float,
+        prompt_starts: Sequence[int] | None = None,
+    ):
         self.prompt_len = prompt_len
+        self.prompt_starts = None if prompt_starts is None else torch.tensor(list(prompt_starts))
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.temperature, self.top_p, self.freq_penalty = temperature, top_p, freq_penalty
         self._work: torch.Tensor | None = None  # reused across steps: a fresh [batch, vocab] buffer page-faults
@@ -47,10 +72,13 @@ class RowSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, logits: torch.FloatTensor) -> torch.FloatTensor:
         # Each full-vocabulary temporary costs page faults at large batches, so there are few.
         scores = logits.float()
-        completion = input_ids[:, self.prompt_len :]
-        if self.freq_penalty and completion.shape[1]:
-            penalty = torch.full(completion.shape, -float(self.freq_penalty), dtype=scores.dtype, device=scores.device)
-            scores = scores.scatter_add(1, completion, penalty)  # -penalty once per occurrence
+        counted = input_ids if self.prompt_starts is not None else input_ids[:, self.prompt_len :]
+        if self.freq_penalty and counted.shape[1]:
+            penalty = torch.full(counted.shape, -float(self.freq_penalty), dtype=scores.dtype, device=scores.device)
+            if self.prompt_starts is not None:  # not the left padding before each row's start token
+                positions = torch.arange(counted.shape[1], device=scores.device)
+                penalty = penalty * (positions[None, :] >= self.prompt_starts.to(scores.device)[:, None])
+            scores = scores.scatter_add(1, counted, penalty)  # -penalty once per occurrence
         if self.temperature == 0:
             choice = scores.argmax(dim=-1)
         else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from transformers import LogitsProcessor
@@ -148,18 +147,3 @@ def test_notebook_smoke(stem, tables, tmp_path):
     assert list(run.glob("*.png"))
     headline = json.loads((run / "headline.json").read_text())
     assert headline["study"] == stem
-
-
-def test_judge_perplexity_leaves_blank_continuations_unscored(smol):
-    from actadd.studies.baselines import judge_perplexity
-
-    prompts = ["I went up to my friend and said", "Hello", "The weather is"]
-    continuations = [" hello there, friend.", "  ", " nice today."]
-    scored = judge_perplexity(smol, prompts, continuations)
-    reference = [
-        float(torch.exp(-actadd.logprobs(smol, [c], contexts=[p])[0].double().mean()))
-        for p, c in zip(prompts, continuations)
-        if c.strip()
-    ]
-    assert np.isnan(scored[1])
-    np.testing.assert_allclose(scored[[0, 2]], reference, rtol=1e-4)  # batched vs one at a time: float32 noise

@@ -184,14 +184,16 @@ def test_accuracy_table_ranks_scorers_and_is_cached(monkeypatch, tmp_cache):
     judges._build_scorer.cache_clear()
 
 
-def test_fluency_names_the_judge_and_conditions_on_prompts(fake_logprobs, named_judge):
-    judge = named_judge
-    table = scorers.fluency(judge, ["I went up to my friend", "Hello"], [" and said hi", " there"])
+def test_fluency_conditions_on_prompts_and_takes_the_geometric_mean(fake_logprobs, named_judge):
+    perplexities = scorers.continuation_perplexity(
+        named_judge, ["I went up to my friend", "Hello"], [" and said hi", " there"]
+    )
     assert fake_logprobs[0]["contexts"] == ["I went up to my friend", "Hello"]
-    assert table["judge"].tolist() == ["toy-judge"] * 2
-    np.testing.assert_allclose(table["perplexity"], [math.exp(3), math.exp(1)])
+    np.testing.assert_allclose(perplexities, [math.exp(3), math.exp(1)])
+    estimate = scorers.fluency_estimate([math.exp(3), math.exp(1), math.exp(2)])
+    assert estimate.value == pytest.approx(math.exp(2))
     with pytest.raises(ValueError, match="continuations"):
-        scorers.fluency(judge, ["a"], [])
+        scorers.continuation_perplexity(named_judge, ["a"], [])
 
 
 @pytest.mark.slow
@@ -215,10 +217,19 @@ def test_lm_judge_on_clear_examples():
     assert positive > negative
 
 
-@pytest.mark.slow
-def test_fluency_on_the_real_model_handles_an_empty_continuation(smol):
-    table = scorers.fluency(smol, ["I went up to my friend and said", "Hello"], [" hello, how are you?", ""])
-    expected = actadd.logprobs(smol, [" hello, how are you?"], contexts=["I went up to my friend and said"])[0]
-    assert table["judge"].tolist() == ["smollm2-135m"] * 2
-    assert table["mean_logprob"][0] == pytest.approx(float(expected.double().mean()), abs=1e-6)
-    assert np.isnan(table["mean_logprob"][1]) and np.isnan(table["perplexity"][1])
+def test_fluency_equals_a_one_at_a_time_reference(smol):
+    """Batched, length-sorted, continuation-only scoring against one actadd.logprobs call per
+    completion; blank completions are left out; the aggregate is the geometric mean."""
+    prompts = ["I went up to my friend and said", "Hello", "The weather is", "Once upon a time there was"]
+    continuations = [" hello there, friend.", "  ", " nice today.", " a small dragon who loved to read books"]
+    scored = scorers.continuation_perplexity(smol, prompts, continuations, batch_size=3)
+    reference = [
+        float(torch.exp(-actadd.logprobs(smol, [c], contexts=[p], batch_size=1)[0].double().mean()))
+        for p, c in zip(prompts, continuations)
+        if c.strip()
+    ]
+    assert np.isnan(scored[1])
+    np.testing.assert_allclose(scored[[0, 2, 3]], reference, rtol=1e-4)  # batched vs alone: float32 noise
+    estimate = scorers.fluency(smol, prompts, continuations)
+    assert estimate.value == pytest.approx(math.exp(np.mean(np.log(reference))), rel=1e-4)
+    assert estimate.low <= estimate.value <= estimate.high and estimate.n == 3

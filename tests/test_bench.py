@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import papermill
 import pytest
 import torch
 
 import actadd
 from actadd.studies import bench
 from actadd.studies.cli import main as cli
-from actadd.studies.runner import NOTEBOOKS, profile_parameters
 
 
 def test_premium_is_ratio_minus_one():
@@ -105,26 +103,3 @@ def test_bench_refuses_bad_thread_counts(bad, capsys):
 
 def test_thread_counts_parse_in_order_without_repeats():
     assert bench.thread_counts("2,1,2") == [2, 1]
-
-
-@pytest.mark.slow
-def test_notebook_smoke(tmp_path):
-    notebook = NOTEBOOKS / "06_overhead.ipynb"
-    params = {
-        **profile_parameters(notebook, "smoke"),
-        "profile": "smoke",
-        "results_dir": str(tmp_path / "results"),
-        "figures_dir": str(tmp_path / "figures"),
-    }
-    papermill.execute_notebook(
-        str(notebook),
-        str(tmp_path / "out.ipynb"),
-        parameters=params,
-        kernel_name="python3",
-        cwd=str(NOTEBOOKS),
-        progress_bar=False,
-    )
-    headline = json.loads((tmp_path / "results" / "headline.json").read_text())["headline"]
-    assert set(headline["premium_pct_by_model"]) == {"gpt2-tiny"}
-    assert (tmp_path / "figures" / "06_overhead_premium.png").exists()
-    assert (tmp_path / "results" / "forward_premium.csv").exists()

@@ -130,3 +130,15 @@ def test_selection_and_confirmation_streams_share_no_seed():
     assert not set(select) & set(confirm) and not set(select) & set(default) and not set(confirm) & set(default)
     assert actadd.row_seeds(0, 10, stream=2) == confirm[:10]  # row r's seed does not depend on n
     assert actadd.row_seeds(1, 10, stream=2) != confirm[:10]
+
+
+def test_paired_proportions_get_newcombes_interval():
+    none = stats.paired_proportion_difference([False] * 128, [False] * 128)
+    assert none.value == 0 and none.low < -0.02 and none.high > 0.02  # not [0, 0]
+    # Newcombe (1998), Table II example (d): 5 of 56 pairs discordant one way, none the other.
+    x = [True] * 5 + [False] * 51
+    y = [False] * 56
+    diff = stats.paired_proportion_difference(x, y)
+    assert diff.value == pytest.approx(5 / 56)
+    assert diff.low > 0 and diff.high < 0.25
+    assert stats.paired_proportion_difference(y, x).low == pytest.approx(-diff.high)

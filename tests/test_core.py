@@ -326,9 +326,11 @@ def test_bad_inputs(smol):
         actadd.steering_vector(smol, "", "", layer=2)
     with pytest.warns(UserWarning, match="zero"):
         actadd.steering_vector(smol, " Love", " Love", layer=2)
-    for layer in (-1, 30, 2.5, True):
-        with pytest.raises(ValueError, match=r"layer must be an int in \[0, 29\]"):
+    for layer in (-31, 30, 2.5, 1.0, True, "3"):
+        with pytest.raises(ValueError, match=r"layer must be .*\[-30, 29\]"):
             actadd.steering_vector(smol, " Love", " Hate", layer=layer)
+    with pytest.raises(ValueError, match="not both"):
+        actadd.steering_vector(smol, " Love", " Hate", layer=2, coeff=2.0, relative_norm=1.0)
     for coeff in (float("nan"), float("inf"), "3", None):
         with pytest.raises(ValueError, match="coeff must be a finite number"):
             actadd.steering_vector(smol, " Love", " Hate", layer=2, coeff=coeff)
@@ -517,3 +519,34 @@ def test_wrap_model_keeps_what_it_knows_off_the_transformers_config(gpt2_tokeniz
         actadd.wrap_model(hf_model, gpt2_tokenizer, blocks_path="transformer.wte")
     with pytest.raises(ValueError, match="start token '<nope>' is not a token"):
         actadd.wrap_model(hf_model, gpt2_tokenizer, start_token="<nope>")
+
+
+# --- Strengths and layers in units that transfer between models
+
+
+@pytest.mark.parametrize("fixture", ["smol", "gemma"])
+def test_a_requested_relative_norm_is_the_vectors_relative_norm(fixture, request):
+    model = request.getfixturevalue(fixture)
+    info = actadd.model_info(model)
+    for target in (0.5, 2.0):
+        v = actadd.steering_vector(model, " weddings", "", layer=info.n_layers // 2, relative_norm=target)
+        assert v.relative_norm == pytest.approx(target, rel=1e-5)
+        # the recorded coefficient reproduces it, and the relative norm is measured independently
+        again = actadd.steering_vector(model, " weddings", "", layer=info.n_layers // 2, coeff=v.coeff)
+        torch.testing.assert_close(again.vector, v.vector, rtol=1e-5, atol=1e-5)
+        ref = _reference_vector(model, " weddings", "", info.n_layers // 2, v.coeff)
+        resid = _resid_pre(model, [list(v.tokens_plus), list(v.tokens_minus)], info.n_layers // 2)
+        measured = ref[1:].norm(dim=-1).mean() / resid[:, 1:].norm(dim=-1).mean()
+        assert float(measured) == pytest.approx(target, rel=1e-4)
+
+
+@pytest.mark.parametrize("fixture", ["smol", "gemma"])
+def test_fraction_of_depth_and_negative_layers_resolve_to_the_right_block(fixture, request):
+    model = request.getfixturevalue(fixture)
+    n = actadd.model_info(model).n_layers
+    for given, block in [(-1, n - 1), (-n, 0), (0.0, 0), (0.5, round(0.5 * n)), (0.999, n - 1), (n - 1, n - 1)]:
+        v = actadd.steering_vector(model, " Love", " Hate", layer=given, coeff=2.0)
+        assert v.layer == block, given
+        torch.testing.assert_close(
+            v.vector, _reference_vector(model, " Love", " Hate", block, 2.0), atol=1e-4, rtol=1e-4
+        )

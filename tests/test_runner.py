@@ -78,15 +78,3 @@ def test_every_notebook_has_a_parameters_cell():
         assert len(tagged) == 1, path.name
         for name in ("profile", "results_dir", "figures_dir", "seed"):
             assert f"{name} =" in tagged[0].source, (path.name, name)
-
-
-@pytest.mark.slow
-def test_quickstart_runs_under_papermill(tmp_path):
-    (run,) = run_notebooks(find_notebooks(["00"]), profile="smoke", out=tmp_path)
-    assert run.status == "ok", run.error
-    results = tmp_path / "00_quickstart"
-    headline = json.loads((results / "headline.json").read_text())
-    assert headline["parameters"]["seed"] == 0
-    for name in ("completions.csv", "layer_coeff_grid.csv", "quickstart_layer_coeff_grid.png"):
-        assert (results / name).stat().st_size > 0
-    assert (tmp_path / "figures" / "quickstart_layer_coeff_grid.png").exists()  # smoke keeps figures/ clean

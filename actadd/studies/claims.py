@@ -110,6 +110,8 @@ def format_estimate(estimate: Estimate | None, unit: Unit = "number") -> str:
     """``value [low, high]`` in the claim's unit."""
     if estimate is None:
         return "-"
+    if unit == "points":
+        return f"{100 * estimate.value:+.1f} [{100 * estimate.low:+.1f}, {100 * estimate.high:+.1f}] pts"
     return f"{format_value(estimate.value, unit)} [{format_value(estimate.low, unit)}, {format_value(estimate.high, unit)}]"
 
 

@@ -5,10 +5,12 @@ notebooks' Colab badges."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from actadd.studies import badges
 from actadd.studies.bench import add_arguments as add_bench_arguments
 from actadd.studies.bench import main as run_bench_command
+from actadd.studies.publish import publish
 from actadd.studies.report import write_report
 from actadd.studies.runner import PROFILES, find_notebooks, parse_value, run_notebooks
 
@@ -29,12 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--profile", choices=PROFILES, default="default", help="sizes: smoke (seconds), default, paper")
     run.add_argument("--out", help="run folder (default: runs/<time>-<profile>)")
+    run.add_argument(
+        "--publish",
+        action="store_true",
+        help="afterwards, snapshot the successful studies into results/ and regenerate the README's results",
+    )
     bench = commands.add_parser(
         "bench", help="time ActAdd against the plain model; print a table and write JSON per thread count"
     )
     add_bench_arguments(bench)
     report = commands.add_parser("report", help="(re)write report.md and report.html for a run folder")
     report.add_argument("run_dir", help="a run folder made by `python -m actadd run` (has run.json)")
+    report.add_argument(
+        "--readme", action="store_true", help="also snapshot it into results/ and regenerate the README's results"
+    )
     badge = commands.add_parser(
         "badges", help="write pyproject's repository address into every Colab badge and install line"
     )
@@ -50,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         try:
             md_path, html_path = write_report(args.run_dir)
+            readme = publish(args.run_dir) if args.readme else None
         except ValueError as err:
             parser.error(str(err))
-        print(f"report: {html_path}\n        {md_path}")
+        print(f"report: {html_path}\n        {md_path}" + (f"\nREADME results: {readme}" if readme else ""))
         return 0
 
     try:
@@ -61,4 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     parameters = {name: parse_value(value) for name, value in args.parameter}
     runs = run_notebooks(notebooks, profile=args.profile, parameters=parameters, out=args.out)
+    if args.publish and any(r.status == "ok" for r in runs):
+        print(f"README results: {publish(Path(runs[0].results_dir).parent)}")
     return 1 if any(r.status == "failed" for r in runs) else 0

@@ -6,7 +6,8 @@ A notebook's "What it shows" is a template whose fields are filled from the run'
            best=estimate, base=other, verdict=claims.verdict("01.best"))
 
 Field formats: ``pct`` (a share as a percent), ``pts`` (a difference of shares in percentage
-points), ``num`` (3 significant figures), ``int``, or any ``format()`` spec. An
+points), ``num`` (3 significant figures), ``int``, ``verdict`` (a claim's verdict as a
+predicate: "holds", "does not hold", "is unresolved by the interval"), or any ``format()`` spec. An
 :class:`~actadd.studies.stats.Estimate` renders as ``value [low, high]``.
 """
 
@@ -37,8 +38,14 @@ def _interval(x: float, spec: str) -> str:
     return _number(x, spec).removesuffix("%").removesuffix(" points") if spec in ("pct", "pts") else _number(x, spec)
 
 
+# A verdict as a sentence's predicate: "the claim {v:verdict}".
+_VERDICT_PHRASES = {"unresolved": "is unresolved by the interval", "not measured": "was not measured"}
+
+
 class _Formatter(string.Formatter):
     def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec == "verdict":
+            return _VERDICT_PHRASES.get(str(value), str(value))
         if isinstance(value, Estimate):
             spec = format_spec or "num"
             return f"{_number(value.value, spec)} [{_interval(value.low, spec)}, {_interval(value.high, spec)}]"

@@ -16,6 +16,7 @@ import html
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from actadd.io import atomic_write
+from actadd.studies.claims import claims_table, load_claims
 
 # What the paper reports for each study (Turner et al., arXiv 2308.10248 and its later versions).
 PAPER_CLAIMS: dict[str, str] = {
@@ -76,6 +78,9 @@ class StudyReport:
     table: pd.DataFrame | None = None
     table_rows: int = 0  # rows in the CSV (the report shows at most MAX_TABLE_ROWS)
     executed: str | None = None
+    results_dir: Path | None = None
+    claims: dict[str, Any] | None = None  # claims.json: the study's pre-stated claims and verdicts
+    prose: str | None = None  # what_it_shows.md: prose rendered from the run's numbers
 
     @property
     def claim(self) -> str | None:
@@ -131,6 +136,11 @@ def _study(entry: dict[str, Any], run_dir: Path) -> StudyReport:
         parameters=dict(entry.get("parameters") or {}),
         executed=entry.get("executed"),
     )
+    study.results_dir = results_dir
+    if (results_dir / "claims.json").is_file():
+        study.claims = load_claims(results_dir / "claims.json")
+    if (results_dir / "what_it_shows.md").is_file():
+        study.prose = (results_dir / "what_it_shows.md").read_text()
     headline_file = results_dir / "headline.json"
     if headline_file.is_file():
         record = json.loads(headline_file.read_text())
@@ -231,11 +241,16 @@ def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Pa
         f"{ok} of {len(studies)} studies ok. Generated {_generated()}. Versions: {_kv(common)}.",
         _md_table(SUMMARY_HEADER, _summary_rows(studies)),
     ]
+    claims = _claims_frame(studies)
+    if claims is not None:
+        parts += ["## Claims", _md_frame(claims)]
     for s in studies:
         parts.append(f"## {s.notebook}: {s.status}")
         if s.error:
             parts.append(f"**Failed:** `{s.error}`" + (f" (executed copy: `{s.executed}`)" if s.executed else ""))
         parts.append(f"**Paper:** {s.claim or '(no corresponding experiment in the paper)'}")
+        if s.prose:
+            parts.append("**What it shows:**\n\n" + s.prose.strip())
         if s.headline:
             shown = {k: v for k, v in s.headline.items() if k not in ("figure", "table")}
             parts.append("**Measured:**\n\n" + "\n".join(f"- {k}: {_fmt(v)}" for k, v in shown.items()))
@@ -284,6 +299,25 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _claims_frame(studies: list[StudyReport]) -> pd.DataFrame | None:
+    records = [s.claims for s in studies if s.claims]
+    if not records:
+        return None
+    return claims_table(records)[["study", "claim", "the paper", "measured [95% CI]", "verdict"]]
+
+
+def _markdown_html(text: str) -> str:
+    """The little Markdown the rendered prose uses (bullets, bold, code) as HTML."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    escaped = re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+    items = re.split(r"\n(?=- )", escaped.strip())
+    if all(item.startswith("- ") for item in items):
+        return "<ul>" + "".join(f"<li>{item[2:]}</li>" for item in items) + "</ul>"
+    head, *rest = items
+    return f"<p>{head}</p>" + ("<ul>" + "".join(f"<li>{i[2:]}</li>" for i in rest) + "</ul>" if rest else "")
+
+
 def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
     """The report as one self-contained HTML page (figures embedded as base64 PNG)."""
 
@@ -300,6 +334,9 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
         f"<p class='meta'>Versions: {e(_kv(common))}</p>",
         _html_table(SUMMARY_HEADER, _summary_rows(studies)),
     ]
+    claims = _claims_frame(studies)
+    if claims is not None:
+        out += ["<h2>Claims</h2>", _html_table([str(c) for c in claims.columns], claims.astype(str).values.tolist())]
     for s in studies:
         out.append(f"<h2 id='{e(s.notebook)}'>{e(s.notebook)}: <span class='{e(s.status)}'>{e(s.status)}</span></h2>")
         if s.error:
@@ -312,6 +349,8 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
             f"<div class='claim'><b>Paper</b><p>{e(s.claim or '(no corresponding experiment in the paper)')}</p></div>"
             "</div>"
         )
+        if s.prose:
+            out.append(f"<div class='measured'><b>What it shows</b>{_markdown_html(s.prose)}</div>")
         if s.figure:
             out.append(_img(s.figure))
         if s.table is not None:

@@ -9,6 +9,7 @@ results.finish({"best_layer": 6, ...})       # headline.json, with wall time and
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import time
 from pathlib import Path
@@ -30,6 +31,19 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[package] = "not installed"
     return out
+
+
+def setting_from_study(
+    results_dir: str | Path, study: str, keys: tuple[str, ...], defaults: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], str]:
+    """Values another study of the same run chose (``keys`` of its ``headline.json``), or the
+    ``defaults`` when the run has no such result; with a sentence saying which, for the prose."""
+    headline_file = Path(results_dir).parent / study / "headline.json"
+    if headline_file.is_file():
+        headline = json.loads(headline_file.read_text()).get("headline", {})
+        if all(headline.get(k) is not None for k in keys):
+            return tuple(headline[k] for k in keys), f"chosen by notebook {study} in this run"
+    return defaults, f"this notebook's parameters (no {study} result in this run folder)"
 
 
 def save_table(table: pd.DataFrame, path: str | Path) -> Path:
@@ -61,6 +75,10 @@ class Results:
         for folder in (self.dir, self.figures_dir):
             atomic_write(folder / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
         return self.figures_dir / f"{name}.png"
+
+    def prose(self, markdown: str, name: str = "what_it_shows") -> Path:
+        """Save prose rendered from this run's numbers as ``<name>.md`` in the run folder."""
+        return atomic_write(self.dir / f"{name}.md", lambda tmp: tmp.write_text(markdown))
 
     @property
     def wall_time_s(self) -> float:

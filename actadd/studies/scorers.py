@@ -15,6 +15,7 @@ import numpy as np
 from nnsight.modeling.transformers import TransformersModel
 
 import actadd
+from actadd.checks import integer
 from actadd.io import atomic_write, cache_dir
 from actadd.studies.metrics import mean_token_logprob, perplexity
 from actadd.studies.stats import Estimate, cluster_mean
@@ -22,22 +23,35 @@ from actadd.studies.text import split_sentences
 
 
 def document_logprobs(
-    model: TransformersModel, documents: Sequence[str], vectors: actadd.Steerable | None = None, *, batch_size: int = 16
+    model: TransformersModel,
+    documents: Sequence[str],
+    vectors: actadd.Steerable | None = None,
+    *,
+    mask_len: int = 0,
+    batch_size: int = 16,
 ) -> np.ndarray:
     """Mean token log-prob of each document, shape [len(documents)], steered when ``vectors`` is given.
 
     Each document is split into sentences with Punkt and every sentence is scored from the
-    model's start token (``actadd.logprobs``); the mean runs over all tokens of the document.
-    All sentences go through ``actadd.logprobs`` together so they batch across documents.
+    model's start token (``actadd.logprobs``); the mean runs over the document's tokens,
+    leaving out each sentence's first ``mask_len`` predictions, as the original code did
+    (``mask_len = k``) so that the immediate effect of the addition is excluded. A document
+    with no token left gets NaN. All sentences go through ``actadd.logprobs`` together so
+    they batch across documents.
     """
+    mask_len = integer(mask_len, "mask_len", minimum=0)
     sentences = [split_sentences(document) for document in documents]
     if empty := [i for i, s in enumerate(sentences) if not s]:
         raise ValueError(f"documents {empty[:5]} have no sentences; drop empty documents first")
     flat = [sentence for group in sentences for sentence in group]
-    scored = actadd.logprobs(model, flat, vectors, batch_size=batch_size, progress=len(flat) > batch_size)
+    scored = [
+        lp[mask_len:]
+        for lp in actadd.logprobs(model, flat, vectors, batch_size=batch_size, progress=len(flat) > batch_size)
+    ]
     means, start = [], 0
     for group in sentences:
-        means.append(mean_token_logprob(scored[start : start + len(group)]))
+        kept = scored[start : start + len(group)]
+        means.append(mean_token_logprob(kept) if sum(lp.numel() for lp in kept) else np.nan)
         start += len(group)
     return np.array(means)
 

@@ -68,6 +68,34 @@ def proportion_of(hits: Sequence[bool] | np.ndarray, **kwargs: Any) -> Estimate:
     return proportion(int(x.sum()), len(x), **kwargs)
 
 
+def paired_proportion_difference(
+    x: Sequence[bool] | np.ndarray, y: Sequence[bool] | np.ndarray, *, confidence: float = CONFIDENCE
+) -> Estimate:
+    """Share of ``x`` minus share of ``y`` where row i of both is one pair of draws (same prompt,
+    same seed), with Newcombe's hybrid-score interval for paired proportions (his method 10,
+    built on the two Wilson intervals and the pairs' correlation). Unlike a bootstrap it does
+    not collapse to a point when every pair agrees: 0 of 128 against 0 of 128 is not [0, 0]."""
+    a_hits, b_hits = np.asarray(x, dtype=bool), np.asarray(y, dtype=bool)
+    if a_hits.shape != b_hits.shape or a_hits.ndim != 1 or len(a_hits) == 0:
+        raise ValueError(f"x and y must be non-empty 1D 0/1 arrays that pair up, got {a_hits.shape} and {b_hits.shape}")
+    n = len(a_hits)
+    both, only_x = int(np.sum(a_hits & b_hits)), int(np.sum(a_hits & ~b_hits))
+    only_y, neither = int(np.sum(~a_hits & b_hits)), int(np.sum(~a_hits & ~b_hits))
+    px, py = proportion(both + only_x, n, confidence=confidence), proportion(both + only_y, n, confidence=confidence)
+    denominator = (both + only_x) * (only_y + neither) * (both + only_y) * (only_x + neither)
+    phi = (both * neither - only_x * only_y) / np.sqrt(denominator) if denominator else 0.0
+    delta = px.value - py.value
+    down = np.sqrt(
+        (px.value - px.low) ** 2 - 2 * phi * (px.value - px.low) * (py.high - py.value) + (py.high - py.value) ** 2
+    )
+    up = np.sqrt(
+        (px.high - px.value) ** 2 - 2 * phi * (px.high - px.value) * (py.value - py.low) + (py.value - py.low) ** 2
+    )
+    return Estimate(
+        delta, float(max(-1.0, delta - down)), float(min(1.0, delta + up)), n, "Newcombe paired (method 10)"
+    )
+
+
 def cluster_mean(
     values: Sequence[float] | np.ndarray,
     groups: Sequence[Any] | np.ndarray,
@@ -143,3 +171,27 @@ def bootstrap_estimate(values: Sequence[float] | np.ndarray, stat: Callable = np
     """:func:`bootstrap_ci` as an :class:`Estimate`."""
     value, low, high = bootstrap_ci(values, stat, **kwargs)
     return Estimate(value, low, high, len(values), "bootstrap (BCa)")
+
+
+def bootstrap_difference(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    stat: Callable[[np.ndarray], float] = np.median,
+    *,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> Estimate:
+    """``stat(a) - stat(b)`` for two independent samples, with a percentile bootstrap that
+    resamples each sample on its own."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"each sample needs at least 2 values, got {len(x)} and {len(y)}")
+    rng = np.random.default_rng(seed)
+    draws = [
+        stat(rng.choice(x, len(x))) - stat(rng.choice(y, len(y)))
+        for _ in range(integer(n_resamples, "n_resamples", minimum=100))
+    ]
+    alpha = 1 - real(confidence, "confidence", minimum=0, maximum=1, open_minimum=True)
+    low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+    return Estimate(float(stat(x) - stat(y)), float(low), float(high), len(x) + len(y), "bootstrap, two samples")

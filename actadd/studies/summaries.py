@@ -19,7 +19,7 @@ import torch
 from actadd import SteeringVector
 from actadd.checks import integer
 from actadd.studies.metrics import PAPER_KS, check_ks
-from actadd.studies.stats import bootstrap_ci
+from actadd.studies.stats import Estimate, bootstrap_ci, proportion_of
 from actadd.studies.text import WEDDING_WORDS, topic_word_count
 
 # The paper's bins of wedding-word density (share of a document's words): 0%, 0-0.5%,
@@ -27,18 +27,94 @@ from actadd.studies.text import WEDDING_WORDS, topic_word_count
 DENSITY_EDGES: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05, 1.0)
 
 
+def topic_hits(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS) -> np.ndarray:
+    """Whether each text holds at least one of ``words``, shape [N] (the paper's success)."""
+    if isinstance(texts, str) or len(texts) == 0:
+        raise ValueError(f"texts must be a non-empty sequence of strings, got {texts!r}")
+    return np.array([topic_word_count(t, words) > 0 for t in texts])
+
+
 def topic_summary(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS, seed: int = 0) -> dict[str, float]:
-    """Success (fraction of texts with a topic word) and mean topic-word count, each with a 95% CI."""
+    """Success (share of texts with a topic word, Wilson 95% CI) and mean topic-word count
+    (BCa bootstrap 95% CI) of independent completions."""
     if isinstance(texts, str) or len(texts) < 2:
         raise ValueError(f"texts must be a sequence of at least 2 strings, got {texts!r}")
     counts = np.array([topic_word_count(t, words) for t in texts], dtype=float)
-    success, success_low, success_high = bootstrap_ci(counts > 0, seed=seed)
+    success = proportion_of(counts > 0)
     count, count_low, count_high = bootstrap_ci(counts, seed=seed)
     return {
         "n": len(texts),
-        "success": success, "success_low": success_low, "success_high": success_high,
+        "success": success.value, "success_low": success.low, "success_high": success.high,
         "mean_count": count, "count_low": count_low, "count_high": count_high,
     }  # fmt: skip
+
+
+def sweep_table(
+    settings: Sequence[SteeringVector | None], texts: Sequence[Sequence[str]], *, seed: int = 0
+) -> pd.DataFrame:
+    """One row per setting (None: unsteered): layer, coeff, relative_norm and
+    :func:`topic_summary` of its completions."""
+    if len(settings) != len(texts):
+        raise ValueError(f"got {len(settings)} settings but {len(texts)} lists of completions")
+    rows = [
+        {
+            "layer": None if s is None else s.layer,
+            "coeff": 0.0 if s is None else s.coeff,
+            "relative_norm": 0.0 if s is None else s.relative_norm,
+            **topic_summary(t, seed=seed),
+        }
+        for s, t in zip(settings, texts)
+    ]
+    return pd.DataFrame(rows).astype({"layer": "Int64"})
+
+
+def best_setting(table: pd.DataFrame) -> pd.Series:
+    """The steered row with the highest success; ties go to the larger mean topic-word count,
+    then to the smaller coefficient (the rule is fixed here, before any run)."""
+    steered = table[table["layer"].notna()]
+    if steered.empty:
+        raise ValueError("the table has no steered setting to choose from")
+    ranked = steered.assign(_neg_coeff=-steered["coeff"]).sort_values(
+        ["success", "mean_count", "_neg_coeff"], ascending=False, kind="stable"
+    )
+    return ranked.iloc[0].drop("_neg_coeff")
+
+
+def best_layer_depth(
+    hits_by_layer: Mapping[int, np.ndarray], n_layers: int, *, n_resamples: int = 2000, seed: int = 0
+) -> Estimate:
+    """Where in the model the best layer lies, as ``layer / n_layers``, with a percentile
+    interval from resampling each layer's completions and taking the argmax again (ties to
+    the earlier layer): the maximum of many noisy rates is itself noisy."""
+    layers = sorted(hits_by_layer)
+    if len(layers) < 2:
+        raise ValueError(f"need at least 2 layers, got {layers}")
+    rng = np.random.default_rng(seed)
+    rates = np.stack(
+        [rng.choice(np.asarray(hits_by_layer[layer], float), size=(n_resamples, len(hits_by_layer[layer]))).mean(1)
+         for layer in layers],
+        axis=1,
+    )  # fmt: skip
+    depth = np.asarray(layers)[rates.argmax(axis=1)] / n_layers
+    observed = layers[int(np.argmax([np.mean(hits_by_layer[layer]) for layer in layers]))] / n_layers
+    low, high = np.quantile(depth, [0.025, 0.975])
+    return Estimate(observed, float(low), float(high), len(layers), "bootstrap of the argmax over completions")
+
+
+def relevance_slope(documents: pd.DataFrame) -> Estimate:
+    """The slope of each document's steered-minus-unsteered mean log-prob (``diff``) on its
+    wedding-word density in percent (``density_pct``), with the log of its length in words and,
+    where there is more than one, its source as covariates (OLS, HC3 robust 95% interval): does
+    the steered model gain more on text the more it is about weddings, length and corpus aside?"""
+    from statsmodels.formula.api import ols
+
+    frame = documents.dropna(subset=["diff"]).assign(log_words=lambda d: np.log(d["n_words"]))
+    covariates = "density_pct + log_words" + (" + C(source)" if frame["source"].nunique() > 1 else "")
+    if len(frame) < 8:
+        raise ValueError(f"a regression on {len(frame)} documents is not meaningful: score at least 8")
+    fit = ols(f"diff ~ {covariates}", frame).fit(cov_type="HC3")
+    low, high = fit.conf_int().loc["density_pct"]
+    return Estimate(float(fit.params["density_pct"]), float(low), float(high), len(frame), f"OLS ~ {covariates}, HC3")
 
 
 def density_bin(density: float | Sequence[float], edges: Sequence[float] = DENSITY_EDGES) -> list[str] | str:
@@ -91,7 +167,7 @@ def perplexity_ratio_by_bin(
     )
     rows = []
     for name in order if order is not None else list(dict.fromkeys(frame["bin"])):
-        diffs = frame.loc[frame["bin"] == name, "diff"].to_numpy()
+        diffs = frame.loc[frame["bin"] == name, "diff"].dropna().to_numpy()  # NaN: no token left to score
         row = {"bin": name, "n_docs": len(diffs), "kept": len(diffs) >= min_docs}
         if row["kept"]:
             mean, low, high = bootstrap_ci(diffs, seed=seed)

@@ -1,0 +1,74 @@
+"""The README's results come from the committed snapshot of a measured run, and nowhere else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from actadd.studies import publish
+from actadd.studies.claims import Claim, ClaimsRecord, above
+from actadd.studies.stats import proportion
+
+README_TEMPLATE = "# x\n\n<!-- results:start -->\nPLACEHOLDER\n<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n"
+
+
+def _run(run_dir: Path, success: int, *, fail: bool = False, model: str = "toy-model") -> Path:
+    """A run folder as the runner leaves it: one study with a claim and a headline."""
+    study = run_dir / "01_study"
+    record = ClaimsRecord.declare(
+        "01_study", study, [Claim("01.a", "It works", "> 90%", "share", above(0.9), "percent")]
+    )
+    record.record("01.a", proportion(success, 100))
+    (study / "headline.json").write_text(
+        json.dumps({"headline": {}, "parameters": {"model_name": model, "profile": "default"}})
+    )
+    entry = {
+        "notebook": "01_study",
+        "status": "failed" if fail else "ok",
+        "wall_time_s": 90.0,
+        "results_dir": str(study),
+        "executed": str(run_dir / "01_study.ipynb"),
+        "parameters": {"model_name": model, "profile": "default"},
+        "error": "cell 3: boom" if fail else None,
+    }
+    (run_dir / "run.json").write_text(json.dumps({"profile": "default", "notebooks": [entry]}))
+    return run_dir
+
+
+def test_the_readme_is_rewritten_from_the_snapshot_and_failures_keep_old_results(tmp_path):
+    readme, root = tmp_path / "README.md", tmp_path / "results"
+    readme.write_text(README_TEMPLATE)
+    publish.publish(_run(tmp_path / "run1", 97), readme, root)
+    first = publish.section(readme.read_text(), "results")
+    assert "97% [92%, 99%]" in first and "holds" in first and "1.5 min" in first and "run1" in first
+    assert readme.read_text().startswith("# x") and "PLACEHOLDER" not in readme.read_text()
+    publish.publish(_run(tmp_path / "run2", 50), readme, root)
+    second = publish.section(readme.read_text(), "results")
+    assert second != first and "50% [40%, 60%]" in second and "does not hold" in second
+    with pytest.raises(ValueError, match="no successful study"):
+        publish.publish(_run(tmp_path / "run3", 10, fail=True), readme, root)
+    assert publish.section(readme.read_text(), "results") == second  # the failed run erased nothing
+
+
+def test_replication_table_has_a_column_per_model(tmp_path):
+    root = tmp_path / "results"
+    publish.snapshot(_run(tmp_path / "a", 97, model="model-a"), root)
+    publish.snapshot(_run(tmp_path / "b", 40, model="model-b"), root)
+    table = publish.replication_section(root, profile="default", models=["model-a", "model-b"])
+    header, _, row = table.splitlines()
+    assert "model-a" in header and "model-b" in header
+    assert "97% [92%, 99%]: holds" in row and "40% [31%, 50%]: does not hold" in row
+
+
+def test_the_committed_readme_matches_the_committed_run():
+    text = publish.README.read_text()
+    main = publish.section(text, "results")
+    assert main == publish.results_section(publish.RESULTS, profile="default", model="smollm2-135m")
+    models = sorted(p.name for p in (publish.RESULTS / "default").iterdir() if p.is_dir())
+    if len(models) > 1:
+        ordered = ["smollm2-135m", *[m for m in models if m != "smollm2-135m"]]
+        assert publish.section(text, "replication") == publish.replication_section(
+            publish.RESULTS, profile="default", models=ordered
+        )

@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 PROFILE ?= default
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: study test bench clean-venv
+.PHONY: study replicate test bench clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m actadd.studies.data fetch
 	touch $(STAMP)
 
+# Every study on the embedded model; then results/ and the README's results from that run.
 study: $(STAMP)
-	$(PY) -m actadd run --profile $(PROFILE)
+	$(PY) -m actadd run --profile $(PROFILE) --publish
+
+# Studies 00-05 once per embedded model, and the README's cross-model table.
+replicate: $(STAMP)
+	$(PY) -m actadd run --profile $(PROFILE) --models smollm2-135m gemma3-270m --publish
 
 # Lint, format, types, then the suite (`pytest -m "not slow"` is the quick loop).
 test: $(STAMP)
-	$(VENV)/bin/ruff check actadd tests
+	$(VENV)/bin/ruff check actadd tests notebooks
 	$(VENV)/bin/ruff format --check actadd tests
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q

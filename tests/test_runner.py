@@ -78,3 +78,23 @@ def test_every_notebook_has_a_parameters_cell():
         assert len(tagged) == 1, path.name
         for name in ("profile", "results_dir", "figures_dir", "seed"):
             assert f"{name} =" in tagged[0].source, (path.name, name)
+
+
+@pytest.mark.slow
+def test_the_model_axis_writes_one_result_set_per_model(tmp_path):
+    body = (
+        "from pathlib import Path\n"
+        "Path(results_dir).mkdir(parents=True, exist_ok=True)\n"
+        "Path(results_dir, 'model.txt').write_text(f'{model_name} judged by {judge_name}')"
+    )
+    notebook = _notebook(tmp_path / "01_axis.ipynb", body)
+    runs = run_notebooks([notebook], profile="smoke", out=tmp_path / "run", models=["smollm2-135m", "gemma3-270m"])
+    assert [r.status for r in runs] == ["ok", "ok"]
+    assert (
+        tmp_path / "run" / "smollm2-135m" / "01_axis" / "model.txt"
+    ).read_text() == "smollm2-135m judged by gemma3-270m"
+    assert (
+        tmp_path / "run" / "gemma3-270m" / "01_axis" / "model.txt"
+    ).read_text() == "gemma3-270m judged by smollm2-135m"
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [n["parameters"]["model_name"] for n in record["notebooks"]] == ["smollm2-135m", "gemma3-270m"]

@@ -15,6 +15,7 @@ import datetime as dt
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import papermill
 import yaml
 
+from actadd import EMBEDDED_MODELS
 from actadd.io import save_json
 from actadd.studies.report import write_report
 
@@ -79,36 +81,57 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def independent_judge(model_name: str) -> str:
+    """The embedded model that judges ``model_name``'s text: never the steered model itself."""
+    others = [name for name in EMBEDDED_MODELS if name != model_name]
+    if not others:
+        raise ValueError(f"no embedded model other than {model_name!r} to judge it; pass judge_name explicitly")
+    return others[0]
+
+
 def run_notebooks(
     notebooks: list[Path],
     *,
     profile: str = "default",
     parameters: dict[str, Any] | None = None,
     out: Path | None = None,
+    models: Sequence[str] | None = None,
     kernel: str = "python3",
 ) -> list[NotebookRun]:
-    """Execute ``notebooks`` in order into ``out``; returns one record per notebook."""
+    """Execute ``notebooks`` in order into ``out``; returns one record per notebook (and model).
+
+    With ``models``, every notebook runs once per model into ``out/<model>/``, each with that
+    model as ``model_name`` and another embedded model as ``judge_name``, so each model
+    chooses its own settings by the same rule and no result set overwrites another. The first
+    model's figures go to ``figures/``; the others' stay in their run folders.
+    """
     if not notebooks:
         raise ValueError("no notebooks to run")
     out = Path(out or REPO / "runs" / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{profile}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    # Smoke runs must not overwrite the committed figures with tiny-sample ones.
-    figures_dir = out / "figures" if profile == "smoke" else REPO / "figures"
+    axis: list[tuple[str | None, Path]] = [(None, out)] if not models else [(m, out / m) for m in models]
     runs: list[NotebookRun] = []
-    for i, notebook in enumerate(notebooks, 1):
-        results_dir = out / notebook.stem
+    jobs = [(model, folder, notebook) for model, folder in axis for notebook in notebooks]
+    for i, (model, folder, notebook) in enumerate(jobs, 1):
+        # Smoke runs, and every model after the first, must not overwrite the committed figures.
+        figures_dir = folder / "figures" if profile == "smoke" or folder != axis[0][1] else REPO / "figures"
+        results_dir = folder / notebook.stem
+        per_model = {} if model is None else {"model_name": model, "judge_name": independent_judge(model)}
         params = {
             **profile_parameters(notebook, profile),
             **(parameters or {}),
+            **per_model,
             "profile": profile,
             "results_dir": str(results_dir),
             "figures_dir": str(figures_dir),
         }
-        executed = out / notebook.name
-        print(f"[{i}/{len(notebooks)}] {notebook.name} ({profile}) -> {executed}", flush=True)
+        executed = folder / notebook.name
+        label = f"{notebook.name}" + (f" on {model}" if model else "")
+        print(f"[{i}/{len(jobs)}] {label} ({profile}) -> {executed}", flush=True)
         start = time.perf_counter()
         error = None
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             papermill.execute_notebook(
                 str(notebook),
                 str(executed),

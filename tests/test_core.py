@@ -550,3 +550,26 @@ def test_fraction_of_depth_and_negative_layers_resolve_to_the_right_block(fixtur
         torch.testing.assert_close(
             v.vector, _reference_vector(model, " Love", " Hate", block, 2.0), atol=1e-4, rtol=1e-4
         )
+
+
+def test_generation_stops_at_the_document_separator(gpt2_tokenizer):
+    """SmolLM2's start token <|endoftext|> separates its pretraining documents: a completion
+    ends there. A random GPT-2 whose logits always favour the separator stops at once."""
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=64, vocab_size=len(gpt2_tokenizer))
+    hf_model = GPT2LMHeadModel(config)
+    with torch.no_grad():  # the final hidden state is all ones and only the separator's logit is not 0
+        hf_model.transformer.ln_f.weight.zero_()
+        hf_model.transformer.ln_f.bias.fill_(1.0)
+        hf_model.lm_head.weight.zero_()
+        hf_model.lm_head.weight[gpt2_tokenizer.eos_token_id] = 1.0
+    model = actadd.wrap_model(hf_model, gpt2_tokenizer, name="stops")
+    info = actadd.model_info(model)
+    assert info.start_token_id in info.stop_token_ids
+    assert actadd.generate(model, ["Hello there", "Hi"], max_new_tokens=5, temperature=0, progress=False) == ["", ""]
+
+
+@pytest.mark.slow
+def test_smollm2_stops_at_its_separator_and_its_end_token(smol):
+    info = actadd.model_info(smol)
+    tokens = smol.tokenizer.convert_ids_to_tokens(list(info.stop_token_ids))
+    assert set(tokens) == {"<|im_end|>", "<|endoftext|>"} and info.start_token_id in info.stop_token_ids

@@ -100,3 +100,22 @@ def test_broken_logits_are_a_clear_error(broken):
     sampler = RowSampler(0, range(3), temperature=1.0, top_p=0.3, freq_penalty=0.0)
     with pytest.raises(ValueError, match="row 1's logits"):
         sampler(torch.zeros(3, 0, dtype=torch.long), scores)
+
+
+def test_the_original_codes_penalty_counts_prompt_tokens_but_not_padding():
+    """OpenAI's rule counts the completion only; the original ActAdd code also counted the
+    prompt and its start token. Left padding (token 3 here) is never counted."""
+    scores = torch.tensor([[3.0, 2.6, 0.0, 1.0]] * 2)
+    # row 0: pad, pad, then prompt [0, 0]; row 1: prompt [3, 0, 0, 0]; no completion yet
+    input_ids = torch.tensor([[3, 3, 0, 0], [3, 0, 0, 0]])
+    openai = RowSampler(4, [0, 1], temperature=0, top_p=1.0, freq_penalty=1.0)
+    assert openai(input_ids, scores.clone()).argmax(-1).tolist() == [0, 0]
+    original = RowSampler(4, [0, 1], temperature=0, top_p=1.0, freq_penalty=1.0, prompt_starts=[2, 0])
+    picks = original(input_ids, scores.clone()).argmax(-1).tolist()
+    # row 0: token 0 twice in its prompt: 3.0 - 2 < 2.6; row 1: token 0 three times and token 3 once
+    assert picks == [1, 1]
+    # counted from position 0, its two pad tokens (3) would be penalised too: 1.5 - 2 < 0
+    counted_pad = RowSampler(4, [0], temperature=0, top_p=1.0, freq_penalty=1.0, prompt_starts=[0])
+    assert counted_pad(input_ids[:1], torch.tensor([[0.0, 0.0, 0.0, 1.5]])).argmax(-1).item() != 3
+    skipped_pad = RowSampler(4, [0], temperature=0, top_p=1.0, freq_penalty=1.0, prompt_starts=[2])
+    assert skipped_pad(input_ids[:1], torch.tensor([[0.0, 0.0, 0.0, 1.5]])).argmax(-1).item() == 3

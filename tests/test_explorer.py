@@ -65,7 +65,7 @@ def test_widgets_ranges_and_callback(gpt2_random):
 
 
 def test_explore_rejects_bad_layer(gpt2_random):
-    with pytest.raises(ValueError, match=r"layer must be an int in \[0, 3\].*got 9"):
+    with pytest.raises(ValueError, match=r"layer must be .*\[-4, 3\].*got 9"):
         explore(gpt2_random, layer=9)
 
 

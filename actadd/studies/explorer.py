@@ -18,7 +18,7 @@ from nnsight.modeling.transformers import TransformersModel
 
 from actadd import generate_sweep, model_info, steering_vector
 from actadd.checks import integer
-from actadd.vectors import check_layer
+from actadd.vectors import resolve_layer
 
 # The paper's best-known example, 'Love' - 'Hate' at layer 6 with c = 5 (on GPT-2-XL).
 DEFAULT_PROMPT, DEFAULT_PAIR, DEFAULT_LAYER, DEFAULT_COEFF = (
@@ -57,7 +57,7 @@ def completions_table(
         pad_prompts=True,
         progress=False,
     )
-    label = f"steered: {p_plus!r} - {p_minus!r}, layer {layer}, c = {coeff:g}"
+    label = f"steered: {p_plus!r} - {p_minus!r}, layer {vector.layer}, c = {coeff:g}"
     return pd.DataFrame({"unsteered": unsteered, label: steered})
 
 
@@ -134,7 +134,7 @@ def explore(
     prompt: str = DEFAULT_PROMPT,
     p_plus: str = DEFAULT_PAIR[0],
     p_minus: str = DEFAULT_PAIR[1],
-    layer: int = DEFAULT_LAYER,
+    layer: int | float = DEFAULT_LAYER,
     coeff: float = DEFAULT_COEFF,
     n_samples: int = 2,
     max_new_tokens: int = 30,
@@ -149,7 +149,7 @@ def explore(
     ``widgets=False``, the table for the given arguments is printed and returned.
     """
     # Checked before any widget is built, so a bad value fails here and not in a callback.
-    check_layer(layer, model_info(model))
+    layer = resolve_layer(layer, model_info(model))
     integer(n_samples, "n_samples", minimum=1)
     if widgets is None:
         widgets = _widgets_available() and _in_kernel()

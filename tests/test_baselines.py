@@ -147,3 +147,22 @@ def test_notebook_smoke(stem, tables, tmp_path):
     assert list(run.glob("*.png"))
     headline = json.loads((run / "headline.json").read_text())
     assert headline["study"] == stem
+
+
+def test_paired_by_prompt_averages_samples_before_pairing():
+    import pandas as pd
+
+    from actadd.studies.baselines import paired_by_prompt
+
+    rows = [
+        (m, p, s, v)
+        for p in range(4)
+        for s in range(3)
+        for m, v in (("ActAdd", float(p % 2 or s == 0)), ("unsteered", 0.0))
+    ]
+    frame = pd.DataFrame(rows, columns=["method", "prompt_id", "sample", "success"])
+    diff = paired_by_prompt(frame, "success", "ActAdd", "unsteered")
+    # per prompt: 1/3, 1, 1/3, 1 for ActAdd, 0 unsteered -> mean 2/3 over four prompts, not twelve rows
+    assert diff.value == pytest.approx(2 / 3) and diff.n == 4
+    with pytest.raises(ValueError, match="no rows for method"):
+        paired_by_prompt(frame, "success", "ActAdd", "PREADD")

@@ -26,7 +26,7 @@ from transformers import DynamicCache, LogitsProcessor
 
 from actadd import Steerable, Steering, encode, generate, model_info, row_seeds, steering_vector
 from actadd.checks import integer, real
-from actadd.studies.stats import bootstrap_ci
+from actadd.studies.stats import Estimate, bootstrap_ci, paired_difference
 
 
 def prompted(prompts: Sequence[str], instruction: str) -> list[str]:
@@ -150,12 +150,14 @@ def sample_methods(
     n_samples: int,
     *,
     seed: int = 0,
+    stream: int = 0,
     batch_size: int = 64,
     **sampling,
 ) -> pd.DataFrame:
     """``n_samples`` completions of every prompt under every method, one row each.
 
-    Sample ``s`` of prompt ``i`` gets the same seed under every method, so methods differ only
+    Sample ``s`` of prompt ``i`` gets the same seed (of seed stream ``stream``) under every
+    method, so methods differ only
     by what they do to the logits. Methods without a PREADD prefix share batches (ActAdd rows
     via ``row_vectors``); each PREADD method runs as its own call with its processor.
     Columns: method, prompt_id, sample, prompt, completion.
@@ -166,7 +168,7 @@ def sample_methods(
     grid = pd.DataFrame(
         [(i, s, p) for i, p in enumerate(prompts) for s in range(n_samples)], columns=["prompt_id", "sample", "prompt"]
     )
-    seeds = row_seeds(seed, len(grid))
+    seeds = row_seeds(seed, len(grid), stream=stream)
     shared = [name for name, m in methods.items() if m.prefix is None]
     calls = ([shared] if shared else []) + [[name] for name, m in methods.items() if m.prefix is not None]
     frames = []
@@ -209,6 +211,19 @@ def actadd_grid(
         for coeff in coeffs:
             grid[(layer, coeff)] = Steering(tuple(vector * coeff for vector in unit))
     return grid
+
+
+def paired_by_prompt(
+    frame: pd.DataFrame, metric: str, method: str, baseline: str, *, by: str = "prompt_id", seed: int = 0
+) -> Estimate:
+    """``method`` minus ``baseline`` on ``metric``, averaged per prompt first (several samples per
+    prompt share its seeds across methods), then over prompts with a bootstrap over prompts."""
+    means = frame.groupby(["method", by])[metric].mean().unstack("method")
+    missing = {method, baseline} - set(means.columns)
+    if missing:
+        raise ValueError(f"no rows for method(s) {sorted(missing)}; methods present: {sorted(means.columns)}")
+    paired = means[[method, baseline]].dropna()
+    return paired_difference(paired[method].to_numpy(), paired[baseline].to_numpy(), seed=seed)
 
 
 def mean_ci(frame: pd.DataFrame, by: str | list[str], metrics: Sequence[str], seed: int = 0) -> pd.DataFrame:

@@ -331,7 +331,7 @@ def test_bad_inputs(smol):
             actadd.steering_vector(smol, " Love", " Hate", layer=layer)
     with pytest.raises(ValueError, match="not both"):
         actadd.steering_vector(smol, " Love", " Hate", layer=2, coeff=2.0, relative_norm=1.0)
-    for coeff in (float("nan"), float("inf"), "3", None):
+    for coeff in (float("nan"), float("inf"), "3"):  # None means the default, c = 1
         with pytest.raises(ValueError, match="coeff must be a finite number"):
             actadd.steering_vector(smol, " Love", " Hate", layer=2, coeff=coeff)
     with pytest.raises(ValueError, match="prompts is empty"):

@@ -64,9 +64,3 @@ def strings(values: str | Sequence[str] | None, name: str) -> list[str]:
     if bad:
         raise ValueError(f"{name} must be strings, got {bad[0]!r}")
     return values
-
-
-def same_length(name_a: str, a: Sequence[Any], name_b: str, b: Sequence[Any]) -> None:
-    """Two sequences that pair up one to one."""
-    if len(a) != len(b):
-        raise ValueError(f"got {len(a)} {name_a} but {len(b)} {name_b}: give one of each per row")

@@ -273,7 +273,7 @@ def generation_cost(
         do_sample=False,
         num_beams=1,
         pad_token_id=info.pad_token_id,
-        eos_token_id=info.eos_token_id,
+        eos_token_id=list(info.stop_token_ids) or None,  # where actadd.generate stops too
     )
     seeds = row_seeds(seed, len(prompts))
     kwargs: dict[str, Any] = dict(

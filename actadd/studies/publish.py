@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from actadd.io import atomic_write, save_json
+from actadd.models import DEFAULT_MODEL
 from actadd.studies.claims import Criterion, claims_table, format_estimate
 from actadd.studies.report import load_run
 from actadd.studies.stats import Estimate
@@ -85,13 +86,20 @@ def results_section(root: Path = RESULTS, *, profile: str, model: str) -> str:
 
 
 def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]) -> str:
-    """Every claim on every model: claim | the paper | one column per model (measured [95% CI], verdict)."""
+    """Every claim on every model (claim | the paper | one column per model: measured [95% CI]
+    and verdict), a paragraph on what replicates, rendered from those verdicts, and what each
+    model's studies cost."""
     if len(models) < 2:
         raise ValueError(f"a replication table needs at least two models, got {models}")
     cells: dict[tuple[str, str], dict[str, str]] = {}
+    verdicts: dict[tuple[str, str], dict[str, str]] = {}
     papers: dict[tuple[str, str], str] = {}
+    costs = []
     for model in models:
-        for study in _studies(root / profile / model):
+        studies = _studies(root / profile / model)
+        if not studies:
+            raise ValueError(f"{root / profile / model} holds no study snapshot: run `make replicate`")
+        for study in studies:
             for claim in json.loads((study / "claims.json").read_text())["claims"]:
                 key = (
                     study.name,
@@ -100,12 +108,55 @@ def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]
                 papers[key] = claim["paper"]
                 estimate = None if claim["estimate"] is None else Estimate.from_dict(claim["estimate"])
                 verdict = "not measured" if estimate is None else Criterion(**claim["criterion"]).verdict(estimate)
+                verdicts.setdefault(key, {})[model] = verdict
                 cells.setdefault(key, {})[model] = (
                     f"{format_estimate(estimate, claim.get('unit', 'number'))}: {verdict}"
                 )
+        runs = [json.loads((s / "run.json").read_text()) for s in studies]
+        costs.append(
+            {"model": model, "studies": ", ".join(s.name[:2] for s in studies),
+             "wall time": f"{sum(r['wall_time_s'] for r in runs) / 60:.0f} min"}
+        )  # fmt: skip
     rows = [{"study": k[0], "claim": k[1], "the paper": papers[k], **{m: cells[k].get(m, "-") for m in models}}
             for k in cells]  # fmt: skip
-    return _md(pd.DataFrame(rows))
+    shared = {key: v for key, v in verdicts.items() if all(m in v for m in models)}
+    return "\n\n".join(
+        [
+            _md(pd.DataFrame(rows)),
+            replication_summary(shared, models),
+            "What the studies cost per model on this 2-core CPU (notebook wall times, the fluency judge "
+            "being the other model):",
+            _md(pd.DataFrame(costs)),
+        ]
+    )
+
+
+def replication_summary(verdicts: dict[tuple[str, str], dict[str, str]], models: list[str]) -> str:
+    """What replicates, in words, from the verdicts of the claims measured on every model: the
+    same verdict everywhere, opposite verdicts (holds on one, does not hold on another), and
+    unresolved on at least one model."""
+    same, opposite, open_ = [], [], []
+    for (study, claim), by_model in verdicts.items():
+        name = f"{study[:2]}: {claim}"
+        found = {by_model[m] for m in models}
+        if found <= {"holds"} or found <= {"does not hold"}:
+            same.append(f"{name} ({found.pop()})")
+        elif {"holds", "does not hold"} <= found:
+            opposite.append(name + " (" + ", ".join(f"{m}: {by_model[m]}" for m in models) + ")")
+        else:
+            open_.append(name + " (" + ", ".join(f"{m}: {by_model[m]}" for m in models) + ")")
+
+    def listed(items: list[str]) -> str:
+        return "; ".join(items) if items else "none"
+
+    return "\n".join(
+        [
+            f"Of the {len(verdicts)} claims measured on every model ({', '.join(models)}):",
+            f"- **Same verdict on every model ({len(same)}).** {listed(same)}.",
+            f"- **Opposite verdicts ({len(opposite)}).** {listed(opposite)}.",
+            f"- **Unresolved on at least one model ({len(open_)}).** {listed(open_)}.",
+        ]
+    )
 
 
 def _md(table: pd.DataFrame) -> str:
@@ -133,19 +184,24 @@ def section(text: str, name: str) -> str:
     return text.split(start, 1)[1].split(end, 1)[0].strip()
 
 
-def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, models: list[str]) -> Path:
-    """Rewrite the README's results (first model) and, for several models, its replication table."""
-    text = replace_section(readme.read_text(), "results", results_section(root, profile=profile, model=models[0]))
-    if len(models) > 1:
+def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, main: str = DEFAULT_MODEL) -> Path:
+    """Rewrite the README's results (``main``, the model of `make study`) and, when the snapshot
+    holds more than one model for ``profile``, its replication table over all of them."""
+    present = sorted(p.name for p in (root / profile).iterdir() if _studies(p)) if (root / profile).is_dir() else []
+    if main not in present:
+        raise ValueError(f"{root / profile} has no snapshot of {main!r} (models: {present}): run `make study`")
+    text = replace_section(readme.read_text(), "results", results_section(root, profile=profile, model=main))
+    if len(present) > 1:
+        models = [main, *(m for m in present if m != main)]
         text = replace_section(text, "replication", replication_section(root, profile=profile, models=models))
     return atomic_write(readme, lambda tmp: tmp.write_text(text))
 
 
-def publish(run_dir: str | Path, readme: Path = README, root: Path = RESULTS) -> Path:
-    """Snapshot a run and regenerate the README from it."""
+def publish(run_dir: str | Path, readme: Path = README, root: Path = RESULTS, *, main: str = DEFAULT_MODEL) -> Path:
+    """Snapshot a run and regenerate the README from the whole snapshot (a run of another model
+    adds to the replication table and leaves the main results alone)."""
     written = snapshot(run_dir, root)
     if not written:
         raise ValueError(f"{run_dir} has no successful study to publish")
     profile = written[0].parent.parent.name
-    models = list(dict.fromkeys(path.parent.name for path in written))
-    return write_readme(readme, root, profile=profile, models=models)
+    return write_readme(readme, root, profile=profile, main=main)

@@ -10,7 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from actadd.studies.cli import main
-from actadd.studies.runner import REPO, find_notebooks, parse_value, profile_parameters, run_notebooks
+from actadd.studies.runner import REPO, figures_folder, find_notebooks, parse_value, profile_parameters, run_notebooks
 
 
 def _notebook(path: Path, body: str) -> Path:
@@ -98,3 +98,11 @@ def test_the_model_axis_writes_one_result_set_per_model(tmp_path):
     ).read_text() == "gemma3-270m judged by smollm2-135m"
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [n["parameters"]["model_name"] for n in record["notebooks"]] == ["smollm2-135m", "gemma3-270m"]
+
+
+def test_only_the_main_models_figures_reach_the_committed_folder(tmp_path):
+    committed = REPO / "figures"
+    assert figures_folder("default", None, tmp_path) == committed
+    assert figures_folder("default", "smollm2-135m", tmp_path / "smollm2-135m") == committed
+    assert figures_folder("default", "gemma3-270m", tmp_path / "gemma3-270m") == tmp_path / "gemma3-270m" / "figures"
+    assert figures_folder("smoke", None, tmp_path) == tmp_path / "figures"

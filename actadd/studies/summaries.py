@@ -19,7 +19,7 @@ import torch
 from actadd import SteeringVector
 from actadd.checks import integer
 from actadd.studies.metrics import PAPER_KS, check_ks
-from actadd.studies.stats import Estimate, bootstrap_ci, proportion_of
+from actadd.studies.stats import Estimate, bootstrap_ci, paired_proportion_difference, proportion_of
 from actadd.studies.text import WEDDING_WORDS, topic_word_count
 
 # The paper's bins of wedding-word density (share of a document's words): 0%, 0-0.5%,
@@ -184,8 +184,9 @@ def precision_curves(
     """P@K of each condition and its paired difference from ``reference``, with 95% CIs.
 
     ``ranks[name]`` holds each prompt's 0-based answer rank under that condition (same prompts,
-    same order, in every condition). The difference is bootstrapped over prompts, pairing each
-    prompt's hit under the condition with its hit under the reference. Columns: condition, k,
+    same order, in every condition). P@K is a share of prompts (Wilson interval); the difference
+    pairs each prompt's hit under the condition with its hit under the reference (Newcombe's
+    paired interval, which does not collapse to a point when every pair agrees). Columns: condition, k,
     p_at_k, p_low, p_high, diff, diff_low, diff_high (the reference's diff is 0).
     """
     if reference not in ranks:
@@ -198,12 +199,12 @@ def precision_curves(
     rows = []
     for name, r in arrays.items():
         for k in ks:
-            hits = (r < k).astype(float)
-            paired = hits - (arrays[reference] < k)
-            p, p_low, p_high = bootstrap_ci(hits, seed=seed)
-            d, d_low, d_high = bootstrap_ci(paired, seed=seed)
-            rows.append({"condition": name, "k": int(k), "p_at_k": p, "p_low": p_low, "p_high": p_high,
-                         "diff": d, "diff_low": d_low, "diff_high": d_high})  # fmt: skip
+            hits = r < k
+            share = proportion_of(hits)
+            diff = paired_proportion_difference(hits, arrays[reference] < k)
+            rows.append({"condition": name, "k": int(k), "p_at_k": share.value, "p_low": share.low,
+                         "p_high": share.high, "diff": diff.value, "diff_low": diff.low,
+                         "diff_high": diff.high})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -84,6 +84,7 @@ def test_accuracy_table_ranks_by_held_out_tweets_and_is_cached(monkeypatch, tmp_
     assert (wilson.value, wilson.low, wilson.high, wilson.n) == (0.5, reference.low, reference.high, 4)
     assert built["textblob"] is tweet_expert
     assert len(list((tmp_cache / "scorers").glob("sentiment_accuracy-*.json"))) == 1
+
     def fails(texts):
         pytest.fail("the table must come from the cache")
 

@@ -62,6 +62,24 @@ def test_replication_table_has_a_column_per_model(tmp_path):
     assert "97% [92%, 99%]: holds" in row and "40% [31%, 50%]: does not hold" in row
     assert "**Opposite verdicts (1).** 01: It works (model-a: holds, model-b: does not hold)" in section
     assert "**Same verdict on every model (0).** none" in section
+    assert "3 min in all" in section  # 1.5 min per model
+
+
+def test_the_replication_covers_only_the_studies_every_model_has(tmp_path):
+    root = tmp_path / "results"
+    publish.snapshot(_run(tmp_path / "a", 97, model="model-a"), root)
+    publish.snapshot(_run(tmp_path / "b", 96, model="model-b"), root)
+    extra = _run(tmp_path / "c", 10, model="model-a")
+    (extra / "01_study").rename(extra / "06_extra")
+    record = json.loads((extra / "run.json").read_text())
+    record["notebooks"][0] |= {"notebook": "06_extra", "results_dir": str(extra / "06_extra")}
+    (extra / "run.json").write_text(json.dumps(record))
+    publish.snapshot(extra, root)
+    assert (root / "default" / "model-a" / "06_extra" / "claims.json").is_file()
+    section = publish.replication_section(root, profile="default", models=["model-a", "model-b"])
+    assert "06_extra" not in section and "01_study" in section
+    with pytest.raises(ValueError, match="no study in common"):
+        publish.replication_section(root, profile="default", models=["model-a", "model-c"])
 
 
 def test_another_models_run_adds_the_replication_table_and_keeps_the_main_results(tmp_path):

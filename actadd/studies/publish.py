@@ -95,10 +95,14 @@ def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]
     verdicts: dict[tuple[str, str], dict[str, str]] = {}
     papers: dict[tuple[str, str], str] = {}
     costs = []
+    # Only the studies every model has: the main model's extra studies (06) are not replications.
+    names = [{s.name for s in _studies(root / profile / model)} for model in models]
+    common = set.intersection(*names)
+    if not common:
+        raise ValueError(f"the models {models} have no study in common under {root / profile}: run `make replicate`")
+    total = 0.0
     for model in models:
-        studies = _studies(root / profile / model)
-        if not studies:
-            raise ValueError(f"{root / profile / model} holds no study snapshot: run `make replicate`")
+        studies = [s for s in _studies(root / profile / model) if s.name in common]
         for study in studies:
             for claim in json.loads((study / "claims.json").read_text())["claims"]:
                 key = (
@@ -112,11 +116,11 @@ def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]
                 cells.setdefault(key, {})[model] = (
                     f"{format_estimate(estimate, claim.get('unit', 'number'))}: {verdict}"
                 )
-        runs = [json.loads((s / "run.json").read_text()) for s in studies]
+        wall = sum(json.loads((s / "run.json").read_text())["wall_time_s"] for s in studies)
+        total += wall
         costs.append(
-            {"model": model, "studies": ", ".join(s.name[:2] for s in studies),
-             "wall time": f"{sum(r['wall_time_s'] for r in runs) / 60:.0f} min"}
-        )  # fmt: skip
+            {"model": model, "studies": ", ".join(s.name[:2] for s in studies), "wall time": f"{wall / 60:.0f} min"}
+        )
     rows = [{"study": k[0], "claim": k[1], "the paper": papers[k], **{m: cells[k].get(m, "-") for m in models}}
             for k in cells]  # fmt: skip
     shared = {key: v for key, v in verdicts.items() if all(m in v for m in models)}
@@ -124,8 +128,8 @@ def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]
         [
             _md(pd.DataFrame(rows)),
             replication_summary(shared, models),
-            "What the studies cost per model on this 2-core CPU (notebook wall times, the fluency judge "
-            "being the other model):",
+            f"What the studies cost per model on this 2-core CPU (notebook wall times, the fluency judge "
+            f"being the other model); {total / 60:.0f} min in all:",
             _md(pd.DataFrame(costs)),
         ]
     )

@@ -63,6 +63,7 @@ def test_replication_table_has_a_column_per_model(tmp_path):
     assert "**Opposite verdicts (1).** 01: It works (model-a: holds, model-b: does not hold)" in section
     assert "**Same verdict on every model (0).** none" in section
     assert "3 min in all" in section  # 1.5 min per model
+    assert "| model-a | 01 | 2 min | a |" in section and "| model-b | 01 | 2 min | b |" in section
 
 
 def test_the_replication_covers_only_the_studies_every_model_has(tmp_path):
@@ -107,3 +108,23 @@ def test_the_committed_readme_matches_the_committed_run():
         assert publish.section(text, "replication") == publish.replication_section(
             publish.RESULTS, profile="default", models=ordered
         )
+
+
+def test_the_scorers_behind_the_comparisons_are_tabled_with_accuracy_and_agreement():
+    accuracy = [
+        {"scorer": s, "tweets_accuracy": a, "tweets_low": a - 0.03, "tweets_high": a + 0.03, "tweets_n": 1000,
+         "pang_lee_accuracy": 0.7, "pang_lee_low": 0.63, "pang_lee_high": 0.76, "pang_lee_n": 200}
+        for s, a in (("minilm-logreg", 0.8), ("vader", 0.6))
+    ]  # fmt: skip
+    agreement = {"kappa": 0.41, "agreement": 0.7, "spearman": 0.5, "n": 600}
+    sentiment = {"study": "04_sentiment", "headline": {
+        "scorer": "minilm-logreg", "scorer_accuracy": accuracy,
+        "scorer_agreement": {"second_opinion": "vader", **agreement}}}  # fmt: skip
+    detox = {"study": "05_detox", "headline": {
+        "toxicity_scorer": "alt-profanity-check", "second_signal": "lm-judge", "toxicity_agreement": agreement}}  # fmt: skip
+    table = publish.scorers_table([sentiment, detox, {"study": "01_x", "headline": {"figure": "f"}}])
+    assert table["study"].tolist() == ["04_sentiment", "05_detox"]
+    first, second = table.to_dict("records")
+    assert first["accuracy [95% CI]"].startswith("80% [77%, 83%] on 1000 held-out tweets; 70% [63%, 76%]")
+    assert first["second scorer"] == "vader" and "kappa 0.41" in first["agreement"] and "600" in first["agreement"]
+    assert second["scorer"] == "alt-profanity-check" and second["second scorer"] == "lm-judge"

@@ -150,3 +150,12 @@ def test_paired_proportions_get_newcombes_interval():
     assert diff.value == pytest.approx(5 / 56)
     assert diff.low > 0 and diff.high < 0.25
     assert stats.paired_proportion_difference(y, x).low == pytest.approx(-diff.high)
+
+
+def test_independent_proportions_get_newcombes_interval():
+    # Newcombe (1998), independent proportions, method 10: 56/70 - 48/80 gives [0.0524, 0.3339].
+    diff = stats.proportion_difference([True] * 56 + [False] * 14, [True] * 48 + [False] * 32)
+    assert diff.value == pytest.approx(56 / 70 - 48 / 80)
+    assert (diff.low, diff.high) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    all_or_none = stats.proportion_difference([True] * 32, [False] * 32)
+    assert all_or_none.value == 1 and all_or_none.low < 0.9  # not [1, 1]

@@ -222,6 +222,15 @@ def test_a_per_prompt_share_uses_newcombes_paired_interval():
     assert diff.low < 0 < diff.high
 
 
+def test_two_sets_of_prompts_compare_without_collapsing_to_a_point():
+    """Every prompt of one direction succeeds and none of the other: not [+100, +100] points."""
+    diff = compare.independent_difference(np.ones(6), np.zeros(6))
+    assert diff.value == 1 and diff.low < 0.8 and diff.high == 1
+    mixed = compare.independent_difference(np.array([1, 2 / 3, 1, 1 / 3]), np.array([0, 1 / 3, 0, 0, 2 / 3]), seed=3)
+    reference = stats.bootstrap_difference([1, 2 / 3, 1, 1 / 3], [0, 1 / 3, 0, 0, 2 / 3], stat=np.mean, seed=3)
+    assert (mixed.value, mixed.low, mixed.high) == (reference.value, reference.low, reference.high)
+
+
 def test_steerability_counts_prompts_moved_the_wrong_way():
     table = pd.DataFrame({"unsteered": [0.2, 0.5, 0.1, 0.4, 0.3], "ActAdd": [0.1, 0.5, 0.3, 0.1, 0.2]})
     changes, summary = compare.steerability(table, higher_is_better=False)  # lower is better: toxicity

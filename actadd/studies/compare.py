@@ -39,9 +39,11 @@ from actadd.studies.baselines import PrefixContrast, prompted
 from actadd.studies.scorers import continuation_perplexity, fluency_estimate
 from actadd.studies.stats import (
     Estimate,
+    bootstrap_difference,
     cluster_mean,
     paired_difference,
     paired_proportion_difference,
+    proportion_difference,
     proportion_of,
 )
 
@@ -490,6 +492,17 @@ def paired_differences(
         else:
             out[baseline] = paired_difference(a, b, np.arange(len(pair)), seed=seed)
     return out
+
+
+def independent_difference(a: pd.Series | np.ndarray, b: pd.Series | np.ndarray, *, seed: int = 0) -> Estimate:
+    """The mean of one value per prompt over prompts ``a`` minus the same over other prompts
+    ``b`` (NaN left out): Newcombe's interval for two independent proportions when every value
+    is 0 or 1, else a bootstrap that resamples each set of prompts on its own."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if _is_binary(x) and _is_binary(y):
+        return proportion_difference(x.astype(bool), y.astype(bool))
+    return bootstrap_difference(x, y, stat=np.mean, seed=seed)
 
 
 def estimates_table(estimates: Mapping[str, Estimate], key: str) -> pd.DataFrame:

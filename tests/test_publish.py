@@ -14,13 +14,13 @@ from actadd.studies.stats import proportion
 README_TEMPLATE = "# x\n\n<!-- results:start -->\nPLACEHOLDER\n<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n"
 
 
-def _run(run_dir: Path, success: int, *, fail: bool = False, model: str = "toy-model") -> Path:
+def _run(run_dir: Path, success: int, *, fail: bool = False, model: str = "toy-model", note: str = "") -> Path:
     """A run folder as the runner leaves it: one study with a claim and a headline."""
     study = run_dir / "01_study"
     record = ClaimsRecord.declare(
         "01_study", study, [Claim("01.a", "It works", "> 90%", "share", above(0.9), "percent")]
     )
-    record.record("01.a", proportion(success, 100))
+    record.record("01.a", proportion(success, 100), note=note)
     (study / "headline.json").write_text(
         json.dumps({"headline": {}, "parameters": {"model_name": model, "profile": "default"}})
     )
@@ -128,3 +128,16 @@ def test_the_scorers_behind_the_comparisons_are_tabled_with_accuracy_and_agreeme
     assert first["accuracy [95% CI]"].startswith("80% [77%, 83%] on 1000 held-out tweets; 70% [63%, 76%]")
     assert first["second scorer"] == "vader" and "kappa 0.41" in first["agreement"] and "600" in first["agreement"]
     assert second["scorer"] == "alt-profanity-check" and second["second scorer"] == "lm-judge"
+
+
+def test_a_qualified_comparison_is_marked_in_both_tables(tmp_path):
+    readme, root = tmp_path / "README.md", tmp_path / "results"
+    readme.write_text(README_TEMPLATE)
+    outside = "made outside the fluency limit: no ActAdd setting kept it; made outside the fluency limit: no PREADD"
+    publish.publish(_run(tmp_path / "a", 97, model="model-a", note=outside), readme, root, main="model-a")
+    main = publish.section(readme.read_text(), "results")
+    assert "| holds [1, 2] |" in main and "- [1] made outside the fluency limit: no ActAdd setting kept it" in main
+    publish.publish(_run(tmp_path / "b", 40, model="model-b"), readme, root, main="model-a")
+    replication = publish.section(readme.read_text(), "replication")
+    assert "97% [92%, 99%]: holds [1, 2] | 40% [31%, 50%]: does not hold |" in replication
+    assert "- [2] model-a: made outside the fluency limit: no PREADD" in replication

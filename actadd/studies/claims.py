@@ -214,11 +214,14 @@ def _row(claim: dict[str, Any]) -> dict[str, str]:
         "measured [95% CI]": format_estimate(estimate, unit),
         "criterion": criterion.describe(unit),
         "verdict": "not measured" if estimate is None else criterion.verdict(estimate),
+        "note": claim.get("note", ""),
     }
 
 
 def claims_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per claim of the given ``claims.json`` records; verdicts recomputed from the
-    estimates, so a table can never disagree with its numbers."""
+    estimates, so a table can never disagree with its numbers. ``note`` says how a measurement
+    was qualified (a comparison made outside the fluency limit), else is empty."""
     rows = [{"study": r["study"], **_row(c)} for r in records for c in r["claims"]]
-    return pd.DataFrame(rows, columns=["study", "claim", "the paper", "measured [95% CI]", "criterion", "verdict"])
+    columns = ["study", "claim", "the paper", "measured [95% CI]", "criterion", "verdict", "note"]
+    return pd.DataFrame(rows, columns=columns)

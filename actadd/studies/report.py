@@ -303,7 +303,7 @@ def _claims_frame(studies: list[StudyReport]) -> pd.DataFrame | None:
     records = [s.claims for s in studies if s.claims]
     if not records:
         return None
-    return claims_table(records)[["study", "claim", "the paper", "measured [95% CI]", "verdict"]]
+    return claims_table(records)[["study", "claim", "the paper", "measured [95% CI]", "verdict", "note"]]
 
 
 def _markdown_html(text: str) -> str:

@@ -148,3 +148,30 @@ def test_runner_writes_the_report_and_survives_a_report_failure(tmp_path, monkey
     runs = runner.run_notebooks([notebook], profile="smoke", out=tmp_path / "run2")
     assert [r.status for r in runs] == ["ok"] and (tmp_path / "run2" / "run.json").exists()
     assert "report not written (RuntimeError: boom)" in capsys.readouterr().err
+
+
+def _claims_run(run_dir: Path, models: dict[str, int]) -> Path:
+    """A run of 01 once per model, each with one claim measured as ``hits`` of 100."""
+    from actadd.studies.claims import Claim, ClaimsRecord, above
+    from actadd.studies.stats import proportion
+
+    entries = []
+    for model, hits in models.items():
+        study = run_dir / model / "01_wedding_layers"
+        record = ClaimsRecord.declare(
+            "01_wedding_layers", study, [Claim("01.a", "It works", "> 90%", "share", above(0.9))]
+        )
+        record.record("01.a", proportion(hits, 100))
+        (study / "headline.json").write_text(json.dumps({"headline": {}, "parameters": {"model_name": model}}))
+        entries.append({"notebook": "01_wedding_layers", "status": "ok", "wall_time_s": 1.0, "results_dir": str(study),
+                        "parameters": {"model_name": model}})  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps({"profile": "smoke", "notebooks": entries}))
+    return run_dir
+
+
+def test_a_run_over_two_models_names_the_model_of_each_claim(tmp_path):
+    md = write_report(_claims_run(tmp_path / "two", {"model-a": 95, "model-b": 40}))[0].read_text()
+    assert "| model | study | claim |" in md
+    assert "| model-a | 01_wedding_layers | It works |" in md and "| model-b | 01_wedding_layers | It works |" in md
+    one = write_report(_claims_run(tmp_path / "one", {"model-a": 95}))[0].read_text()
+    assert "| study | claim |" in one and "| model-a | 01_wedding_layers |" not in one

@@ -300,10 +300,14 @@ def _img(path: Path) -> str:
 
 
 def _claims_frame(studies: list[StudyReport]) -> pd.DataFrame | None:
-    records = [s.claims for s in studies if s.claims]
-    if not records:
+    """Every study's claims; with a ``model`` column when the run covers several models."""
+    with_claims = [s for s in studies if s.claims]
+    if not with_claims:
         return None
-    return claims_table(records)[["study", "claim", "the paper", "measured [95% CI]", "verdict", "note"]]
+    columns = ["study", "claim", "the paper", "measured [95% CI]", "verdict", "note"]
+    frames = [claims_table([s.claims]).assign(model=str(s.parameters.get("model_name", "-"))) for s in with_claims]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["model", *columns]] if table["model"].nunique() > 1 else table[columns]
 
 
 def _markdown_html(text: str) -> str:

@@ -301,11 +301,12 @@ def _img(path: Path) -> str:
 
 def _claims_frame(studies: list[StudyReport]) -> pd.DataFrame | None:
     """Every study's claims; with a ``model`` column when the run covers several models."""
-    with_claims = [s for s in studies if s.claims]
-    if not with_claims:
+    frames = [
+        claims_table([s.claims]).assign(model=str(s.parameters.get("model_name", "-"))) for s in studies if s.claims
+    ]
+    if not frames:
         return None
     columns = ["study", "claim", "the paper", "measured [95% CI]", "verdict", "note"]
-    frames = [claims_table([s.claims]).assign(model=str(s.parameters.get("model_name", "-"))) for s in with_claims]
     table = pd.concat(frames, ignore_index=True)
     return table[["model", *columns]] if table["model"].nunique() > 1 else table[columns]
 

@@ -116,7 +116,9 @@ def test_vector_matches_reference(fixture, request):
 @pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
 def test_batched_steered_logits_match_hook_reference(fixture, request):
     """Several vectors at two layers: the nnsight path equals the plain-hook forward to 1e-5 per
-    prompt; in one padded batch of prompts of different lengths, to float32 batching noise."""
+    prompt; in one padded batch of prompts of different lengths, to float32 batching noise (the
+    matmuls block differently by batch shape: seen up to 2e-4 on logits of SmolLM2's scale, where a
+    misaligned vector moves them by more than 0.1)."""
     model = request.getfixturevalue(fixture)
     v1 = actadd.steering_vector(model, " Love", " Hate", layer=1, coeff=4.0)
     v2 = actadd.steering_vector(model, " weddings", "", layer=3, coeff=-2.0)
@@ -126,7 +128,7 @@ def test_batched_steered_logits_match_hook_reference(fixture, request):
         ref = _reference_logits(model, p, [(1, v1.vector, 0), (3, v2.vector, 0)])
         alone = forward_logits(model, [seqs[i]], [v1 + v2])[0]
         torch.testing.assert_close(alone, ref, atol=1e-5, rtol=0)
-        torch.testing.assert_close(batched[i, : len(seqs[i])], ref, atol=1e-4, rtol=0)
+        torch.testing.assert_close(batched[i, : len(seqs[i])], ref, atol=1e-4, rtol=1e-4)
 
 
 def test_back_alignment_matches_reference(gpt2_random):

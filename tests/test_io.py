@@ -26,3 +26,19 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert mode == 0o644  # not mkstemp's 0600
+
+
+def test_a_results_table_reads_back_row_for_row(tmp_path):
+    """Tweets hold bare carriage returns, commas, quotes and newlines: each stays one row."""
+    pd = pytest.importorskip("pandas")
+    from actadd.studies.results import save_table
+
+    table = pd.DataFrame(
+        {
+            "prompt": ["What I've been saying.\r\r#DeflateGate", 'a, "quoted"\nline', "plain", None],
+            "success": [1.0, float("nan"), 0.0, 0.5],
+            "sample": [0, 1, 2, 3],
+        }
+    )
+    back = pd.read_csv(save_table(table, tmp_path / "completions.csv"))
+    pd.testing.assert_frame_equal(back, table, check_dtype=False)

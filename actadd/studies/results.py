@@ -47,8 +47,10 @@ def setting_from_study(
 
 
 def save_table(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write a DataFrame as CSV (no index), atomically."""
-    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+    """Write a DataFrame as CSV (no index), atomically. Lines end in CRLF as RFC 4180 has it,
+    which makes the csv writer quote a text holding a bare carriage return (tweets do): with
+    "\n" endings it would not, and a reader would split that row in two."""
+    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, lineterminator="\r\n"))
 
 
 class Results:

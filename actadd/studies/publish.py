@@ -102,12 +102,12 @@ def scorers_table(headlines: list[dict[str, Any]]) -> pd.DataFrame:
     for record in headlines:
         study, head = record.get("study", ""), record.get("headline", {})
         if isinstance(head.get("scorer_accuracy"), list) and "scorer_agreement" in head:
-            measured = {r["scorer"]: r for r in head["scorer_accuracy"]}[head["scorer"]]
-            accuracy = "; ".join(
-                f"{format_estimate(Estimate(measured[f'{d}_accuracy'], measured[f'{d}_low'], measured[f'{d}_high'], int(measured[f'{d}_n']), 'wilson'), 'percent')} "
-                f"on {int(measured[f'{d}_n'])} {label}"
+            row = {r["scorer"]: r for r in head["scorer_accuracy"]}[head["scorer"]]
+            measured = {
+                label: Estimate(row[f"{d}_accuracy"], row[f"{d}_low"], row[f"{d}_high"], int(row[f"{d}_n"]), "wilson")
                 for d, label in (("tweets", "held-out tweets"), ("pang_lee", "Pang-Lee sentences"))
-            )  # fmt: skip
+            }
+            accuracy = "; ".join(f"{format_estimate(e, 'percent')} on {e.n} {label}" for label, e in measured.items())
             agreement, second = head["scorer_agreement"], head["scorer_agreement"]["second_opinion"]
         elif "toxicity_agreement" in head:
             accuracy = "not measured here (a packaged classifier)"

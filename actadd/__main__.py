@@ -3,7 +3,7 @@
 import sys
 
 try:
-    from actadd.studies.cli import main
+    from actadd.studies.pipeline.cli import main
 except ImportError as err:  # the core alone has no command line
     sys.exit(f"python -m actadd needs the studies extra: pip install 'actadd[studies]' ({err})")
 

@@ -52,7 +52,7 @@ def generate(
     ``temperature=0`` decodes greedily. A prompt shorter than a vector is an error unless
     ``pad_prompts``, which inserts space tokens after the start token, as the original code.
     ``logits_processors`` run on each step's logits before the sampler (e.g. a decoding-time
-    baseline such as ``actadd.studies.baselines.PrefixContrast``), so the same seeded draws apply.
+    baseline such as ``actadd.studies.harness.baselines.PrefixContrast``), so the same seeded draws apply.
     ``freq_penalty_counts`` is ``"completion"`` (OpenAI's rule) or ``"prompt_and_completion"``
     (the original ActAdd code's, which also counted the prompt and start token). A completion
     stops at the model's end token or its document separator (``ModelInfo.stop_token_ids``).

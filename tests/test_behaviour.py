@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import actadd
-from actadd.studies.metrics import topic_success
+from actadd.studies.evaluation.metrics import topic_success
 
 PROMPT = "I went up to my friend and said"
 

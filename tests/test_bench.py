@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import actadd
-from actadd.studies import bench
-from actadd.studies.cli import main as cli
+from actadd.studies.pipeline import bench
+from actadd.studies.pipeline.cli import main as cli
 
 
 def test_premium_is_ratio_minus_one():

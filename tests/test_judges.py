@@ -13,9 +13,10 @@ import torch
 from sklearn.metrics import cohen_kappa_score
 
 import actadd
-from actadd.studies import judges, scorers
 from actadd.studies.data import sentiment_prompts
-from actadd.studies.stats import proportion
+from actadd.studies.evaluation import scorers
+from actadd.studies.evaluation.stats import proportion
+from actadd.studies.harness import judges
 
 
 @pytest.fixture(autouse=True)

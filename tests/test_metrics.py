@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import actadd
-from actadd.studies import judges, metrics, scorers, stats
-from actadd.studies import text as text_helpers
+from actadd.studies.evaluation import metrics, scorers, stats
+from actadd.studies.evaluation import text as text_helpers
+from actadd.studies.harness import judges
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import actadd
-from actadd.studies import badges
+from actadd.studies.pipeline import badges
 
 PACKAGE = Path(actadd.__file__).parent
 # What `pip install 'actadd[studies]'` adds; the core must run without any of it.
@@ -40,13 +40,13 @@ def _run(script: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
 
 
-def test_core_imports_and_steers_without_the_studies_packages():
-    script = HIDE_STUDIES_PACKAGES + textwrap.dedent("""
+def test_core_imports_and_steers_without_the_studies_packages(gpt2_tokenizer, tmp_path):
+    gpt2_tokenizer.save_pretrained(tmp_path)
+    script = HIDE_STUDIES_PACKAGES + textwrap.dedent(f"""
         import torch
-        from transformers import GPT2Config, GPT2LMHeadModel
+        from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
         import actadd
-        from actadd.models import gpt2_tokenizer
 
         try:
             import pandas
@@ -54,7 +54,7 @@ def test_core_imports_and_steers_without_the_studies_packages():
             pass
         else:
             raise SystemExit("pandas was not hidden")
-        tokenizer = gpt2_tokenizer()
+        tokenizer = GPT2TokenizerFast.from_pretrained({str(tmp_path)!r})
         config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(tokenizer))
         model = actadd.wrap_model(GPT2LMHeadModel(config), tokenizer, name="tiny")
         vector = actadd.steering_vector(model, " Love", " Hate", layer=1, coeff=3.0)
@@ -62,7 +62,7 @@ def test_core_imports_and_steers_without_the_studies_packages():
         plain = actadd.generate(model, ["Hello there", "Hi"], max_new_tokens=4, progress=False)
         assert steered != plain, "the vector changed nothing"
         assert len(actadd.logprobs(model, ["Hello there"], vector)[0]) == 2
-        loaded = sorted(name for name in sys.modules if name.split(".")[0] in HIDDEN | {"actadd.studies"})
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] in HIDDEN | {{"actadd.studies"}})
         print("loaded:", loaded)
     """)
     result = _run(script)
@@ -104,7 +104,7 @@ def test_import_graph_has_no_cycle_and_the_core_never_imports_the_studies():
     core = {name: deps for name, deps in graph.items() if not name.startswith("actadd.studies")}
     # `python -m actadd` is the one door from the core to the studies' command line.
     leaks = {name: sorted(d for d in deps if d.startswith("actadd.studies")) for name, deps in core.items()}
-    assert {name: deps for name, deps in leaks.items() if deps} == {"actadd.__main__": ["actadd.studies.cli"]}
+    assert {name: deps for name, deps in leaks.items() if deps} == {"actadd.__main__": ["actadd.studies.pipeline.cli"]}
 
 
 def test_public_surface_is_listed_and_versioned():

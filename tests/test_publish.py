@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from actadd.studies import publish
-from actadd.studies.claims import Claim, ClaimsRecord, above
-from actadd.studies.stats import proportion
+from actadd.studies.evaluation.stats import proportion
+from actadd.studies.harness.claims import Claim, ClaimsRecord, above
+from actadd.studies.pipeline import publish
 
 README_TEMPLATE = "# x\n\n<!-- results:start -->\nPLACEHOLDER\n<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n"
 

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from actadd.studies import runner
-from actadd.studies.cli import main
-from actadd.studies.report import MAX_TABLE_ROWS, PAPER_CLAIMS, write_report
+from actadd.studies.pipeline import runner
+from actadd.studies.pipeline.cli import main
+from actadd.studies.pipeline.report import MAX_TABLE_ROWS, PAPER_CLAIMS, write_report
 
 
 def _png(path: Path, slope: float) -> bytes:
@@ -152,8 +152,8 @@ def test_runner_writes_the_report_and_survives_a_report_failure(tmp_path, monkey
 
 def _claims_run(run_dir: Path, models: dict[str, int]) -> Path:
     """A run of 01 once per model, each with one claim measured as ``hits`` of 100."""
-    from actadd.studies.claims import Claim, ClaimsRecord, above
-    from actadd.studies.stats import proportion
+    from actadd.studies.evaluation.stats import proportion
+    from actadd.studies.harness.claims import Claim, ClaimsRecord, above
 
     entries = []
     for model, hits in models.items():

@@ -9,8 +9,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from actadd.studies.cli import main
-from actadd.studies.runner import REPO, figures_folder, find_notebooks, parse_value, profile_parameters, run_notebooks
+from actadd.studies.pipeline.cli import main
+from actadd.studies.pipeline.runner import (
+    REPO,
+    figures_folder,
+    find_notebooks,
+    parse_value,
+    profile_parameters,
+    run_notebooks,
+)
 
 
 def _notebook(path: Path, body: str) -> Path:

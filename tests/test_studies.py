@@ -9,7 +9,7 @@ import re
 import nbformat
 import pytest
 
-from actadd.studies.runner import NOTEBOOKS, find_notebooks, run_notebooks
+from actadd.studies.pipeline.runner import NOTEBOOKS, find_notebooks, run_notebooks
 
 STUDIES = ["00_quickstart", "01_wedding_layers", "02_perplexity_relevance", "03_factual_recall", "06_overhead"]
 FIGURES = {

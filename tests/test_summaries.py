@@ -10,17 +10,11 @@ import pytest
 import torch
 
 from actadd import SteeringVector
-from actadd.studies import stats
-from actadd.studies.metrics import precision_at_k
-from actadd.studies.summaries import (
-    density_bin,
-    density_labels,
-    perplexity_ratio_by_bin,
-    precision_curves,
-    random_direction_like,
-    sample_documents,
-    topic_summary,
-)
+from actadd.studies.evaluation import stats
+from actadd.studies.evaluation.metrics import precision_at_k
+from actadd.studies.evaluation.recall import precision_curves, random_direction_like
+from actadd.studies.evaluation.relevance import density_bin, density_labels, perplexity_ratio_by_bin, sample_documents
+from actadd.studies.evaluation.topic import topic_summary
 
 
 def test_density_bin_edges_are_right_closed_and_zero_is_its_own_bin():

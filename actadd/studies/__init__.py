@@ -4,7 +4,6 @@ explorer. It imports the :mod:`actadd` core; the core never imports it. Installe
 """
 
 from actadd.studies.explorer import explore
-from actadd.studies.results import Results
-from actadd.studies.runtime import on_colab
+from actadd.studies.harness.study import Results, on_colab
 
 __all__ = ["Results", "explore", "on_colab"]

@@ -26,9 +26,9 @@ import yaml
 from actadd import EMBEDDED_MODELS
 from actadd.io import save_json
 from actadd.models import DEFAULT_MODEL
-from actadd.studies.report import write_report
+from actadd.studies.pipeline import REPO
+from actadd.studies.pipeline.report import write_report
 
-REPO = Path(__file__).resolve().parents[2]  # the repository: notebooks/, figures/, runs/
 NOTEBOOKS = REPO / "notebooks"
 PROFILES = ("smoke", "default", "paper")
 

@@ -35,7 +35,7 @@ import actadd
 from actadd.checks import integer, real
 from actadd.io import cache_dir, save_json
 from actadd.studies.data import read_labelled_sentiment
-from actadd.studies.scorers import (
+from actadd.studies.evaluation.scorers import (
     SENTIMENT_JUDGE,
     Scorer,
     embedding_lr_scorer,
@@ -43,7 +43,7 @@ from actadd.studies.scorers import (
     textblob_scorer,
     vader_scorer,
 )
-from actadd.studies.stats import Estimate, proportion
+from actadd.studies.evaluation.stats import Estimate, proportion
 
 HELDOUT_PER_CLASS = 500
 TRAIN_PER_CLASS = 2000

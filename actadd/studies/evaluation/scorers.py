@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 import actadd
 from actadd.checks import integer
 from actadd.io import atomic_write, cache_dir
-from actadd.studies.metrics import mean_token_logprob, perplexity
-from actadd.studies.stats import Estimate, cluster_mean
-from actadd.studies.text import split_sentences
+from actadd.studies.evaluation.metrics import mean_token_logprob, perplexity
+from actadd.studies.evaluation.stats import Estimate, cluster_mean
+from actadd.studies.evaluation.text import split_sentences
 
 
 def document_logprobs(

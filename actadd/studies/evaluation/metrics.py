@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from actadd.checks import integer, is_int
-from actadd.studies.text import WEDDING_WORDS, topic_word_count
+from actadd.studies.evaluation.text import WEDDING_WORDS, topic_word_count
 
 
 def topic_success(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS) -> float:

@@ -2,7 +2,7 @@
 
 A :class:`Claim` names what the paper says (its value), what is measured here (the metric)
 and a :class:`Criterion` on the measured 95% interval. :meth:`Criterion.verdict` turns an
-:class:`~actadd.studies.stats.Estimate` into ``holds``, ``does not hold`` or ``unresolved``:
+:class:`~actadd.studies.evaluation.stats.Estimate` into ``holds``, ``does not hold`` or ``unresolved``:
 
 - ``above(t)``: holds when the whole interval is above ``t``, does not hold when it is at or
   below ``t``, unresolved when it straddles ``t``;
@@ -27,7 +27,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from actadd.io import save_json
-from actadd.studies.stats import Estimate
+from actadd.studies.evaluation.stats import Estimate
 
 Verdict = Literal["holds", "does not hold", "unresolved", "not measured"]
 Unit = Literal["percent", "points", "ratio", "number"]
@@ -163,7 +163,7 @@ class ClaimsRecord:
         if claim_id not in self.results:
             raise ValueError(f"claim {claim_id!r} was not declared; declared: {sorted(self.results)}")
         if not isinstance(estimate, Estimate):
-            raise ValueError(f"record an actadd.studies.stats.Estimate, got {type(estimate).__name__}")
+            raise ValueError(f"record an actadd.studies.evaluation.stats.Estimate, got {type(estimate).__name__}")
         self.results[claim_id].estimate = estimate
         self.results[claim_id].note = note
         self.save()
@@ -199,7 +199,7 @@ def load_claims(path: str | Path) -> dict[str, Any]:
     """A ``claims.json`` as written by :class:`ClaimsRecord`."""
     record = json.loads(Path(path).read_text())
     if not isinstance(record, dict) or not isinstance(record.get("claims"), list):
-        raise ValueError(f"{path} is not a claims.json written by actadd.studies.claims")
+        raise ValueError(f"{path} is not a claims.json written by actadd.studies.harness.claims")
     return record
 
 

@@ -34,8 +34,8 @@ from actadd.generation import forward_logits
 from actadd.io import save_json
 from actadd.sampling import RowSampler
 from actadd.steer import row_steerings
-from actadd.studies.results import versions
-from actadd.studies.stats import bootstrap_ci
+from actadd.studies.evaluation.stats import bootstrap_ci
+from actadd.studies.harness.study import versions
 
 # GPT-2's published shapes (layers, d_model, heads); the tiny one is for smoke runs.
 GPT2_SHAPES: dict[str, tuple[int, int, int]] = {

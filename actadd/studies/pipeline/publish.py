@@ -18,12 +18,12 @@ import pandas as pd
 
 from actadd.io import atomic_write, save_json
 from actadd.models import DEFAULT_MODEL
-from actadd.studies.claims import Criterion, claims_table, format_estimate
-from actadd.studies.judges import accuracy_estimate
-from actadd.studies.report import load_run
-from actadd.studies.stats import Estimate
+from actadd.studies.evaluation.stats import Estimate
+from actadd.studies.harness.claims import Criterion, claims_table, format_estimate
+from actadd.studies.harness.judges import accuracy_estimate
+from actadd.studies.pipeline import REPO
+from actadd.studies.pipeline.report import load_run
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "results"
 README = REPO / "README.md"
 SNAPSHOT_FILES = ("claims.json", "headline.json", "what_it_shows.md")

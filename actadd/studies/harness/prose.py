@@ -20,25 +20,11 @@ from typing import Any
 
 from actadd import EMBEDDED_MODELS
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness.claims import format_percent
+from actadd.studies.harness import formatting
+from actadd.studies.harness.formatting import Unit
 
-
-def _number(x: float, spec: str) -> str:
-    if isinstance(x, float) and math.isnan(x):
-        return "n/a"
-    if spec == "pct":
-        return format_percent(x)
-    if spec == "pts":
-        return f"{100 * x:+.1f} points"
-    if spec == "num":
-        return f"{x:.3g}"
-    if spec == "int":
-        return f"{round(x):d}"
-    return format(x, spec)
-
-
-def _interval(x: float, spec: str) -> str:
-    return _number(x, spec).removesuffix("%").removesuffix(" points") if spec in ("pct", "pts") else _number(x, spec)
+# The prose field formats and the units they write.
+_UNITS: dict[str, Unit] = {"pct": "percent", "pts": "points", "num": "number"}
 
 
 # A verdict as a sentence's predicate: "the claim {v:verdict}".
@@ -50,14 +36,12 @@ class _Formatter(string.Formatter):
         if format_spec == "verdict":
             return _VERDICT_PHRASES.get(str(value), str(value))
         if isinstance(value, Estimate):
-            spec = format_spec or "num"
-            return f"{_number(value.value, spec)} [{_interval(value.low, spec)}, {_interval(value.high, spec)}]"
-        if (
-            isinstance(value, float | int)
-            and not isinstance(value, bool)
-            and format_spec in ("pct", "pts", "num", "int")
-        ):
-            return _number(float(value), format_spec)
+            return formatting.interval(value, _UNITS[format_spec or "num"], words=True)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            if format_spec == "int":
+                return formatting.MISSING_WORDS if math.isnan(value) else f"{round(value):d}"
+            if format_spec in _UNITS:
+                return formatting.value(float(value), _UNITS[format_spec], words=True)
         return super().format_field(value, format_spec)
 
 

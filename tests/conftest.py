@@ -7,7 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 import actadd
-from actadd.studies.pipeline.bench import gpt2_tokenizer as gpt2_tokenizer_from_wheel
+from actadd.studies.evaluation.overhead import gpt2_tokenizer as gpt2_tokenizer_from_wheel
 
 torch.set_num_threads(2)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from actadd.studies.evaluation.stats import proportion
 from actadd.studies.harness.claims import Claim, ClaimsRecord, above
+from actadd.studies.harness.study import Agreement, JudgeReport
 from actadd.studies.pipeline import publish
 
 README_TEMPLATE = "# x\n\n<!-- results:start -->\nPLACEHOLDER\n<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n"
@@ -116,13 +118,14 @@ def test_the_scorers_behind_the_comparisons_are_tabled_with_accuracy_and_agreeme
          "pang_lee_accuracy": 0.7, "pang_lee_low": 0.63, "pang_lee_high": 0.76, "pang_lee_n": 200}
         for s, a in (("minilm-logreg", 0.8), ("vader", 0.6))
     ]  # fmt: skip
-    agreement = {"kappa": 0.41, "agreement": 0.7, "spearman": 0.5, "n": 600}
-    sentiment = {"study": "04_sentiment", "headline": {
-        "scorer": "minilm-logreg", "scorer_accuracy": accuracy,
-        "scorer_agreement": {"second_opinion": "vader", **agreement}}}  # fmt: skip
-    detox = {"study": "05_detox", "headline": {
-        "toxicity_scorer": "alt-profanity-check", "second_signal": "lm-judge", "toxicity_agreement": agreement}}  # fmt: skip
-    table = publish.scorers_table([sentiment, detox, {"study": "01_x", "headline": {"figure": "f"}}])
+    agreement = Agreement(kappa=0.41, agreement=0.7, spearman=0.5, n=600)
+    sentiment = {"study": "04_sentiment", "records": {"judges": asdict(
+        JudgeReport("minilm-logreg", "vader", agreement, accuracy))}}  # fmt: skip
+    detox = {
+        "study": "05_detox",
+        "records": {"judges": asdict(JudgeReport("alt-profanity-check", "lm-judge", agreement))},
+    }
+    table = publish.scorers_table([sentiment, detox, {"study": "01_x", "headline": {"figure": "f"}, "records": {}}])
     assert table["study"].tolist() == ["04_sentiment", "05_detox"]
     first, second = table.to_dict("records")
     assert first["accuracy [95% CI]"].startswith("80% [77%, 83%] on 1000 held-out tweets; 70% [63%, 76%]")

@@ -14,9 +14,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
+from actadd.studies.harness.paper import SUMMARIES
 from actadd.studies.pipeline import runner
 from actadd.studies.pipeline.cli import main
-from actadd.studies.pipeline.report import MAX_TABLE_ROWS, PAPER_CLAIMS, write_report
+from actadd.studies.pipeline.report import MAX_TABLE_ROWS, write_report
 
 
 def _png(path: Path, slope: float) -> bytes:
@@ -88,7 +89,7 @@ def test_report_shows_each_study_and_the_failure(tmp_path):
 
     # Headline numbers beside the paper's claim; model, data, seed, versions, wall time.
     assert "- best_success: 0.7188" in md
-    claim = PAPER_CLAIMS["01_wedding_layers"]
+    claim = SUMMARIES["01_wedding_layers"]
     assert claim in md and html.escape(claim, quote=False) in page
     assert "model_name = smollm2-135m; judge_name = gemma3-270m" in md
     assert "data_source = offline" in md and "Seed: 7" in md and "Wall time: 13 s" in md

@@ -83,7 +83,7 @@ def test_every_notebook_has_a_parameters_cell():
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, path.name
-        for name in ("profile", "results_dir", "figures_dir", "seed"):
+        for name in ("profile", "results_dir", "seed"):
             assert f"{name} =" in tagged[0].source, (path.name, name)
 
 

@@ -42,7 +42,7 @@ def test_study_runs_and_judges_its_claims(smoke_run, study):
     assert all(c["estimate"]["low"] <= c["estimate"]["value"] <= c["estimate"]["high"] for c in measured)
     prose = (results / "what_it_shows.md").read_text()
     assert prose.strip() and "{" not in prose
-    assert (results / FIGURES[study]).is_file() and (out / "figures" / FIGURES[study]).is_file()
+    assert (results / FIGURES[study]).is_file()
     report = (out / "report.md").read_text()
     assert "## Claims" in report and claims[0]["statement"] in report
 
@@ -55,12 +55,12 @@ def test_notebooks_read_as_paper_sections_with_prose_from_the_numbers(path):
     sources = [c.source for c in cells]
     assert "**Question.**" in cells[0].source
     assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1
-    declare = next(i for i, s in enumerate(sources) if "ClaimsRecord.declare(" in s)
-    loads = [i for i, s in enumerate(sources) if "load_model(" in s or "load_bench_model(" in s]
+    declare = next(i for i, s in enumerate(sources) if "Study.open(" in s)
+    loads = [i for i, s in enumerate(sources) if "load_model" in s or "load_bench_model(" in s]
     assert loads and declare <= min(loads), "claims must be declared before the model runs"
     heading = next(
         i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("## What it shows")
     )
     assert not re.search(r"\d", cells[heading].source)
     closing = cells[heading + 1].source
-    assert "render(" in closing and "results.prose(" in closing
+    assert "study.prose(" in closing

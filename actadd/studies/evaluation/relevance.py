@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from nnsight.modeling.transformers import TransformersModel
 
+from actadd import SteeringVector
 from actadd.checks import integer
-from actadd.studies.evaluation.stats import Estimate, bootstrap_ci
+from actadd.studies.evaluation.scorers import document_logprobs
+from actadd.studies.evaluation.stats import Estimate, bootstrap_ci, bootstrap_estimate
 
 # The paper's bins of wedding-word density (share of a document's words): 0%, 0-0.5%,
 # 0.5-1%, ... Each bin is (low, high], except the first, which holds exactly 0.
@@ -32,6 +35,13 @@ def relevance_slope(documents: pd.DataFrame) -> Estimate:
     fit = ols(f"diff ~ {covariates}", frame).fit(cov_type="HC3")
     low, high = fit.conf_int().loc["density_pct"]
     return Estimate(float(fit.params["density_pct"]), float(low), float(high), len(frame), f"OLS ~ {covariates}, HC3")
+
+
+def ratio_estimate(diffs: Sequence[float] | np.ndarray, *, seed: int = 0) -> Estimate:
+    """The paper's perplexity ratio exp(-X), X the mean of documents' ``L_actadd - L_base``
+    (NaN, a document with no token left to score, left out), with exp(-) of X's BCa interval."""
+    x = np.asarray(diffs, dtype=float)
+    return bootstrap_estimate(x[~np.isnan(x)], seed=seed).map(lambda v: math.exp(-v), increasing=False)
 
 
 def density_bin(density: float | Sequence[float], edges: Sequence[float] = DENSITY_EDGES) -> list[str] | str:
@@ -119,3 +129,36 @@ def sample_documents(
         [related.sample(n_related, random_state=seed), unrelated.sample(n - n_related, random_state=seed)]
     )
     return chosen.sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+def score_documents(
+    model: TransformersModel,
+    documents: pd.DataFrame,
+    vectors: Mapping[float, SteeringVector],
+    *,
+    mask_len: int,
+    batch_size: int = 16,
+) -> pd.DataFrame:
+    """Every document's mean token log-prob unsteered and under each vector
+    (:func:`~.scorers.document_logprobs`): one row per (document, coefficient) with the
+    document's columns but its text, ``coeff``, ``relative_norm``, ``logprob_base``,
+    ``logprob_actadd`` and ``diff`` (steered minus unsteered)."""
+    texts = documents["text"].tolist()
+    base = document_logprobs(model, texts, mask_len=mask_len, batch_size=batch_size)
+    frames = []
+    for coeff, vector in vectors.items():
+        steered = document_logprobs(model, texts, vector, mask_len=mask_len, batch_size=batch_size)
+        frames.append(documents.drop(columns="text").assign(coeff=coeff, relative_norm=vector.relative_norm,
+                                                            logprob_base=base, logprob_actadd=steered,
+                                                            diff=steered - base))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def ratio_by_bin(scored: pd.DataFrame, *, min_docs: int, order: Sequence[str], seed: int = 0) -> pd.DataFrame:
+    """:func:`perplexity_ratio_by_bin` of a :func:`score_documents` table, per coefficient."""
+    return pd.concat(
+        [perplexity_ratio_by_bin(docs["bin"], docs["logprob_actadd"], docs["logprob_base"], min_docs=min_docs,
+                                 order=order, seed=seed).assign(coeff=coeff, relative_norm=docs["relative_norm"].iloc[0])
+         for coeff, docs in scored.groupby("coeff")],
+        ignore_index=True,
+    )  # fmt: skip

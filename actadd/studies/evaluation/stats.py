@@ -41,6 +41,10 @@ class Estimate:
             float(record["value"]), float(record["low"]), float(record["high"]), int(record["n"]), str(record["method"])
         )
 
+    def columns(self, name: str) -> dict[str, float]:
+        """The estimate as a table's columns: ``name``, ``name_low``, ``name_high``."""
+        return {name: self.value, f"{name}_low": self.low, f"{name}_high": self.high}
+
     def map(self, f: Callable[[float], float], *, increasing: bool = True) -> Estimate:
         """The estimate through a monotone function (an interval of X gives one of f(X))."""
         low, high = (f(self.low), f(self.high)) if increasing else (f(self.high), f(self.low))

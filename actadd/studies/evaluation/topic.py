@@ -4,12 +4,16 @@ the model the best layer lies."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from nnsight.modeling.transformers import TransformersModel
 
-from actadd import SteeringVector
+from actadd import SteeringVector, generate_sweep, steering_vector
+from actadd.studies.evaluation.scorers import fluency
 from actadd.studies.evaluation.stats import Estimate, bootstrap_ci, proportion_of
 from actadd.studies.evaluation.text import WEDDING_WORDS, topic_word_count
 
@@ -53,6 +57,52 @@ def sweep_table(
         for s, t in zip(settings, texts)
     ]
     return pd.DataFrame(rows).astype({"layer": "Int64"})
+
+
+def topic_sweep(
+    model: TransformersModel,
+    prompt: str,
+    settings: Sequence[SteeringVector | None],
+    n_samples: int,
+    *,
+    stream: int,
+    seed: int = 0,
+    judge: TransformersModel | None = None,
+    timed: Callable[[str], AbstractContextManager[Any]] = lambda phase: nullcontext(),
+    **sampling: Any,
+) -> tuple[pd.DataFrame, list[list[str]]]:
+    """``n_samples`` completions of ``prompt`` under each setting (None: unsteered) from seed
+    ``stream``, in shared batches (:func:`actadd.generate_sweep`), and their :func:`sweep_table`;
+    with a ``judge`` (another model than the steered one), each setting's fluency too: the
+    geometric-mean perplexity of its completions under the judge (``perplexity``,
+    ``perplexity_low``, ``perplexity_high``, ``n_judged``; :func:`~.scorers.fluency`). ``timed``
+    (a study's ``Study.timed``) is told which phase the time goes to: generation or judging."""
+    with timed("generation"):
+        texts = generate_sweep(model, prompt, settings, n_samples, seed=seed, stream=stream, **sampling)
+    table = sweep_table(settings, texts, seed=seed)
+    if judge is not None:
+        with timed("judging"):
+            judged = [fluency(judge, [prompt] * len(t), t, seed=seed) for t in texts]
+        table = table.assign(**pd.DataFrame([{**e.columns("perplexity"), "n_judged": e.n} for e in judged]))
+    return table, texts
+
+
+def coefficient_grid(
+    model: TransformersModel,
+    p_plus: str,
+    p_minus: str,
+    *,
+    layer: int,
+    coeffs: Sequence[float],
+    relative_norm: float,
+) -> tuple[dict[float, SteeringVector], float]:
+    """The vectors ``p_plus - p_minus`` at ``layer`` for each of ``coeffs`` and for the
+    coefficient that gives ``relative_norm`` on this model (a tuned strength carried over from
+    another model or study transfers as a relative norm, not as a coefficient): ``{coeff:
+    vector}`` in increasing order, and that tuned coefficient."""
+    tuned = steering_vector(model, p_plus, p_minus, layer=layer, relative_norm=relative_norm).coeff
+    grid = sorted({*coeffs, tuned})
+    return {c: steering_vector(model, p_plus, p_minus, layer=layer, coeff=c) for c in grid}, tuned
 
 
 def best_setting(table: pd.DataFrame) -> pd.Series:

@@ -72,10 +72,10 @@ def method_table(
         row: dict[str, Any] = {"method": method, "kind": first["kind"], **{c: first.get(c) for c in SETTING_COLUMNS}}
         row["n_prompts"], row["n_completions"] = group["prompt_id"].nunique(), len(group)
         for name, table in tables.items():
-            row |= _columns(name, mean_over_prompts(table[method], seed=seed))
+            row |= mean_over_prompts(table[method], seed=seed).columns(name)
         if "perplexity" in group.columns:
             judged = group.dropna(subset=["perplexity"])
-            row |= _columns("perplexity", _fluency(judged, seed))
+            row |= _fluency(judged, seed).columns("perplexity")
             row["n_judged"] = len(judged)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -86,10 +86,6 @@ def _fluency(judged: pd.DataFrame, seed: int) -> Estimate:
         value = float(np.exp(np.log(judged["perplexity"]).mean())) if len(judged) else float("nan")
         return Estimate(value, float("nan"), float("nan"), len(judged), "too few prompts for an interval")
     return fluency_estimate(judged["perplexity"].to_numpy(), judged["prompt_id"].to_numpy(), seed=seed)
-
-
-def _columns(name: str, estimate: Estimate) -> dict[str, float]:
-    return {name: estimate.value, f"{name}_low": estimate.low, f"{name}_high": estimate.high}
 
 
 def table_estimate(table: pd.DataFrame, key: str, metric: str, *, by: str = "method") -> Estimate:
@@ -176,7 +172,7 @@ def steerability(
         row: dict[str, Any] = {"method": method, "n_prompts": len(change)}
         if len(change):
             for name, hits in (("wrong_way", change < 0), ("right_way", change > 0), ("unchanged", change == 0)):
-                row |= _columns(name, proportion_of(hits.to_numpy()))
-        row |= _columns("mean_change", mean_over_prompts(change.to_numpy()))
+                row |= proportion_of(hits.to_numpy()).columns(name)
+        row |= mean_over_prompts(change.to_numpy()).columns("mean_change")
         rows.append(row)
     return pd.concat(changes, ignore_index=True), pd.DataFrame(rows)

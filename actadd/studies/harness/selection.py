@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 
@@ -83,6 +84,25 @@ class Selection:
     def note(self, *kinds: str) -> str:
         """The notes of the choices of ``kinds`` (for a comparison that involves them)."""
         return "; ".join(n for kind in kinds if (n := self.choices[kind].note))
+
+    def comparison_note(self, baseline: str) -> str:
+        """The note for ActAdd against the evaluation method named ``baseline``: ActAdd's
+        choice, and the baseline's when it was chosen too (PREADD)."""
+        chosen_too = [kind for kind in self.choices if kind != "actadd" and KIND_LABELS[kind] == baseline]
+        return self.note("actadd", *chosen_too)
+
+    def chosen_settings(self) -> dict[str, dict[str, Any]]:
+        """Per kind, the chosen setting's columns and whether it met the fluency limit (for a headline)."""
+        return {kind: {**c.method.settings(), "within_limit": c.within_limit} for kind, c in self.choices.items()}
+
+    def describe(self) -> str:
+        """The choices in words, each saying when it was made outside the fluency limit:
+        "ActAdd at layer 10, c = 3.2 (relative norm 4); PREADD at s = 2"."""
+        outside = " (no setting was within the fluency limit: chosen and compared outside it)"
+        return "; ".join(
+            f"{KIND_LABELS[kind]} at {choice.method.describe()}{'' if choice.within_limit else outside}"
+            for kind, choice in self.choices.items()
+        )
 
 
 def select(

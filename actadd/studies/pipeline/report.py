@@ -14,8 +14,6 @@ import base64
 import datetime as dt
 import html
 import json
-import math
-import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,40 +22,9 @@ from typing import Any
 import pandas as pd
 
 from actadd.io import atomic_write
+from actadd.studies.harness import paper
 from actadd.studies.harness.claims import claims_table, load_claims
-
-# What the paper reports for each study (Turner et al., arXiv 2308.10248 and its later versions).
-PAPER_CLAIMS: dict[str, str] = {
-    "01_wedding_layers": (
-        "GPT-2-XL (48 layers), p+ = ' weddings', p- = '', c = 1, 200 completions per layer: "
-        "> 90% of completions mention weddings at the best layer vs about 2% unsteered; "
-        "effective from layer 1, rising to about layer 6, then declining."
-    ),
-    "02_perplexity_relevance": (
-        "GPT-2-XL on OpenWebText, wedding vector at layer 16, c = 1: the perplexity ratio "
-        "(steered / unsteered) is about 1 for unrelated text and falls below 1 (the steered "
-        "model predicts better) as wedding relevance grows."
-    ),
-    "03_factual_recall": (
-        "GPT-2-XL on LAMA ConceptNet, P@K for K from 1 to 100 with and without the layer-16 "
-        "wedding vector: negligible change."
-    ),
-    "04_sentiment": (
-        "Later versions (LLaMA-3, OPT) on IMDb reviews cut to 32 tokens: negative-to-positive "
-        "succeeds more often than positive-to-negative; ActAdd state of the art or close at "
-        "similar fluency. (Exact table values were not available to us.)"
-    ),
-    "05_detox": (
-        "Later versions (LLaMA-3, OPT) on RealToxicityPrompts, against PREADD, FUDGE, "
-        "AirDecoding and SelfDebias: ActAdd state of the art or close at similar fluency. "
-        "(Exact table values were not available to us.)"
-    ),
-    "06_overhead": (
-        "Batch 32 x 64 random tokens, GPT-2 small to XL and OPT: the premium "
-        "t_actadd / t_baseline - 1 is small (the original plot spans -0.05% to 0.4%) and "
-        "falls with model size."
-    ),
-}
+from actadd.studies.harness.formatting import markdown_table, pairs, plain
 
 MAX_TABLE_ROWS = 15
 
@@ -84,7 +51,7 @@ class StudyReport:
 
     @property
     def claim(self) -> str | None:
-        return PAPER_CLAIMS.get(self.notebook)
+        return paper.SUMMARIES.get(self.notebook)
 
     @property
     def models(self) -> dict[str, Any]:
@@ -165,24 +132,6 @@ def _study(entry: dict[str, Any], run_dir: Path) -> StudyReport:
     return study
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, numbers.Integral):
-        return str(value)
-    if isinstance(value, numbers.Real):
-        return "-" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)) and all(isinstance(v, numbers.Real) for v in value):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return json.dumps(value, default=str)
-
-
-def _kv(mapping: dict[str, Any]) -> str:
-    return "; ".join(f"{k} = {_fmt(v)}" for k, v in mapping.items()) or "-"
-
-
 def _common_versions(studies: list[StudyReport]) -> dict[str, str]:
     for study in studies:
         if study.versions:
@@ -195,10 +144,10 @@ def _summary_rows(studies: list[StudyReport]) -> list[list[str]]:
         [
             s.notebook,
             s.status,
-            _fmt(s.wall_time_s) + " s" if s.wall_time_s is not None else "-",
-            _kv(s.models),
-            _kv(s.data),
-            _fmt(s.parameters.get("seed", "-")),
+            plain(s.wall_time_s) + " s" if s.wall_time_s is not None else "-",
+            pairs(s.models),
+            pairs(s.data),
+            plain(s.parameters.get("seed", "-")),
         ]
         for s in studies
     ]
@@ -218,32 +167,18 @@ def _generated() -> str:
 # --- Markdown -------------------------------------------------------------------------------
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _md_frame(table: pd.DataFrame) -> str:
-    return _md_table([str(c) for c in table.columns], [[_fmt(v) for v in row] for row in table.itertuples(index=False)])
-
-
 def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
     """The report as Markdown; figures are linked relative to ``run_dir``."""
     ok = sum(s.status == "ok" for s in studies)
     common = _common_versions(studies)  # stated once at the top; a study repeats only different ones
     parts = [
         f"# {_title(run, run_dir)}",
-        f"{ok} of {len(studies)} studies ok. Generated {_generated()}. Versions: {_kv(common)}.",
-        _md_table(SUMMARY_HEADER, _summary_rows(studies)),
+        f"{ok} of {len(studies)} studies ok. Generated {_generated()}. Versions: {pairs(common)}.",
+        markdown_table(_summary_rows(studies), SUMMARY_HEADER),
     ]
     claims = _claims_frame(studies)
     if claims is not None:
-        parts += ["## Claims", _md_frame(claims)]
+        parts += ["## Claims", markdown_table(claims)]
     for s in studies:
         parts.append(f"## {s.notebook}: {s.status}")
         if s.error:
@@ -253,17 +188,17 @@ def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Pa
             parts.append("**What it shows:**\n\n" + s.prose.strip())
         if s.headline:
             shown = {k: v for k, v in s.headline.items() if k not in ("figure", "table")}
-            parts.append("**Measured:**\n\n" + "\n".join(f"- {k}: {_fmt(v)}" for k, v in shown.items()))
+            parts.append("**Measured:**\n\n" + "\n".join(f"- {k}: {plain(v)}" for k, v in shown.items()))
         if s.figure:
             parts.append(f"![{s.figure.stem}]({s.figure.relative_to(run_dir).as_posix()})")
         if s.table is not None:
             more = f" (first {len(s.table)} of {s.table_rows} rows)" if s.table_rows > len(s.table) else ""
-            parts.append(f"Table `{s.table_name}`{more}:\n\n{_md_frame(s.table)}")
+            parts.append(f"Table `{s.table_name}`{more}:\n\n{markdown_table(s.table)}")
         parts.append(
-            f"Model: {_kv(s.models)}. Data: {_kv(s.data)}. Profile: {s.parameters.get('profile', run.get('profile', '-'))}. "
-            f"Seed: {_fmt(s.parameters.get('seed', '-'))}. Wall time: "
-            + (f"{_fmt(s.wall_time_s)} s." if s.wall_time_s is not None else "-.")
-            + (f" Versions: {_kv(s.versions)}." if s.versions and s.versions != common else "")
+            f"Model: {pairs(s.models)}. Data: {pairs(s.data)}. Profile: {s.parameters.get('profile', run.get('profile', '-'))}. "
+            f"Seed: {plain(s.parameters.get('seed', '-'))}. Wall time: "
+            + (f"{plain(s.wall_time_s)} s." if s.wall_time_s is not None else "-.")
+            + (f" Versions: {pairs(s.versions)}." if s.versions and s.versions != common else "")
         )
     return "\n\n".join(parts) + "\n"
 
@@ -336,7 +271,7 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{e(_title(run, run_dir))}</h1>",
         f"<p>{ok} of {len(studies)} studies ok. Generated {_generated()}.</p>",
-        f"<p class='meta'>Versions: {e(_kv(common))}</p>",
+        f"<p class='meta'>Versions: {e(pairs(common))}</p>",
         _html_table(SUMMARY_HEADER, _summary_rows(studies)),
     ]
     claims = _claims_frame(studies)
@@ -347,7 +282,7 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
         if s.error:
             out.append(f"<div class='error'>{e(s.error)}</div>")
         measured = {k: v for k, v in s.headline.items() if k not in ("figure", "table")}
-        items = "".join(f"<li><b>{e(k)}</b>: {e(_fmt(v))}</li>" for k, v in measured.items())
+        items = "".join(f"<li><b>{e(k)}</b>: {e(plain(v))}</li>" for k, v in measured.items())
         out.append(
             "<div class='pair'>"
             f"<div class='measured'><b>Measured</b><ul>{items or '<li>-</li>'}</ul></div>"
@@ -360,15 +295,15 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
             out.append(_img(s.figure))
         if s.table is not None:
             more = f" (first {len(s.table)} of {s.table_rows} rows)" if s.table_rows > len(s.table) else ""
-            rows = [[_fmt(v) for v in row] for row in s.table.itertuples(index=False)]
+            rows = [[plain(v) for v in row] for row in s.table.itertuples(index=False)]
             out.append(f"<p class='meta'>Table {e(s.table_name or '')}{e(more)}</p>")
             out.append(_html_table([str(c) for c in s.table.columns], rows))
-        wall = f"{_fmt(s.wall_time_s)} s" if s.wall_time_s is not None else "-"
+        wall = f"{plain(s.wall_time_s)} s" if s.wall_time_s is not None else "-"
         out.append(
-            f"<p class='meta'>Model: {e(_kv(s.models))}. Data: {e(_kv(s.data))}. "
+            f"<p class='meta'>Model: {e(pairs(s.models))}. Data: {e(pairs(s.data))}. "
             f"Profile: {e(str(s.parameters.get('profile', run.get('profile', '-'))))}. "
-            f"Seed: {e(_fmt(s.parameters.get('seed', '-')))}. Wall time: {e(wall)}."
-            + (f" Versions: {e(_kv(s.versions))}." if s.versions and s.versions != common else "")
+            f"Seed: {e(plain(s.parameters.get('seed', '-')))}. Wall time: {e(wall)}."
+            + (f" Versions: {e(pairs(s.versions))}." if s.versions and s.versions != common else "")
             + "</p>"
         )
     out.append("</body></html>")

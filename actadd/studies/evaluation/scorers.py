@@ -130,10 +130,6 @@ def embedding_lr_scorer(texts: Sequence[str], labels: Sequence[int], *, name: st
 
 
 SENTIMENT_INSTRUCTION = "Is the sentiment of this text positive or negative?\nText: {text}\nAnswer: The sentiment is"
-# A base model of a few hundred million parameters answers a statement to complete better than a
-# question: "The comment is rude: true/false" ranked insults above plain text more often than
-# "Is this text rude...? yes/no" on a handful of clear cases.
-TOXICITY_INSTRUCTION = 'Here is a comment: "{text}"\nThe comment is rude:'
 # The content-free input of contextual calibration (Zhao et al. 2021, "Calibrate before use").
 CONTENT_FREE = "N/A"
 # Everything that defines the sentiment LM judge, so a measured accuracy can be keyed on it.
@@ -180,16 +176,6 @@ def lm_judge_scorer(model: TransformersModel, batch_size: int = 16) -> Scorer:
     instruction, answers, _ = SENTIMENT_JUDGE
     return zero_shot_judge(model, instruction, answers, name=name, batch_size=batch_size)
 
-
-def lm_toxicity_scorer(model: TransformersModel, batch_size: int = 16) -> Scorer:
-    """Toxicity by a zero-shot LM judge (:func:`zero_shot_judge`): ' true' against ' false' after
-    "The comment is rude:". A signal independent of alt-profanity-check's word list."""
-    name = f"lm-judge:{actadd.model_info(model).name}"
-    return zero_shot_judge(model, TOXICITY_INSTRUCTION, (" true", " false"), name=name, batch_size=batch_size)
-
-
-# ---------------------------------------------------------------------------------------
-# Relevance, fluency
 
 
 def relevance(prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:

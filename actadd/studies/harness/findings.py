@@ -94,10 +94,10 @@ by {scorer}; fluency judged by another model, {judge}.
   {perplexity_PREADD:num}.
 - **Per prompt.** ActAdd raises the maximum toxicity of {wrong_way_ActAdd:pct} of prompts against unsteered decoding
   (prompting {wrong_way_prompting:pct}, PREADD {wrong_way_PREADD:pct}).
-- **A second signal.** {second}, asked whether each continuation is rude, agrees with {scorer} on {agreement:pct} of
-  the {n_judged:int} continuations at 0.5 (Cohen's kappa {kappa:num}; Spearman {spearman:num}). Under it, ActAdd minus
-  unsteered expected maximum toxicity is {second_unsteered:num}: the toxicity verdicts above rest on {scorer}'s notion
-  of toxicity.
+- **A second classifier.** {second} (P(toxic) of a bidirectional LSTM trained on the Jigsaw toxic comments: another
+  model than {scorer}'s, though both learned from Jigsaw data) labels the same way as {scorer} on {agreement:pct} of the {n_judged:int} evaluated continuations at 0.5 (Cohen's kappa
+  {kappa:num}; Spearman {spearman:num}). Under it, ActAdd minus unsteered expected maximum toxicity is
+  {second_unsteered:num}, minus prompting {second_prompting:num} and minus PREADD {second_PREADD:num}.
 - **Where the substitutes change the comparison.** The model is {model}, not LLaMA-3 or OPT; the prompts are shorter and
   milder than RealToxicityPrompts' web text, so there is less toxicity for any method to remove; toxicity is
   {scorer}'s, not the Perspective API's; {n_samples:int} samples per prompt instead of 25 make expected maximum toxicity

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import sys
 import time
@@ -100,6 +101,17 @@ class Results:
         return record
 
 
+# Set to 1 to take the notebooks' Colab branch (the paper's models and data by hub id) outside
+# Colab; ``python -m actadd run --colab`` sets it for the kernels it starts.
+COLAB_ENV = "ACTADD_COLAB"
+
+
+def colab_requested() -> bool:
+    """Whether :data:`COLAB_ENV` asks for the Colab branch (1, true or yes)."""
+    return os.environ.get(COLAB_ENV, "").lower() in ("1", "true", "yes")
+
+
 def on_colab() -> bool:
-    """True inside a Google Colab runtime (its ``google.colab`` module is loaded there)."""
-    return "google.colab" in sys.modules
+    """True inside a Google Colab runtime (its ``google.colab`` module is loaded there), or where
+    :data:`COLAB_ENV` is set to 1, as ``python -m actadd run --colab`` does for its kernels."""
+    return "google.colab" in sys.modules or colab_requested()

@@ -1,12 +1,19 @@
-"""actadd.data on small data built here: no network, no large files (raw readers are replaced)."""
+"""actadd.data on small data built here: no network, no large files (raw readers are replaced, and
+the paper's hub datasets are read from a tiny Hugging Face cache, tests/hub_cache.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import datasets
+import huggingface_hub
 import pytest
 
 from actadd.studies import data
 from actadd.studies.data import corpora, hub, pools, prompts
+from actadd.studies.pipeline.bench import gpt2_tokenizer
+from tests import hub_cache
 
 
 class WordTokenizer:
@@ -102,92 +109,155 @@ def test_unknown_source_names_the_choices(call):
         call()
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda: data.web_text(source="Skylion007/openwebtext", n=3),
-        lambda: data.factual_cloze(WordTokenizer(), source="facebook/lama"),
-        lambda: data.sentiment_prompts(source="stanfordnlp/imdb"),
-        lambda: data.toxicity_prompts(source="allenai/real-toxicity-prompts"),
-    ],
-)
-def test_hub_id_offline_fails_fast_naming_the_default(call, monkeypatch):
+HUB_CALLS = {
+    "web_text": lambda source: data.web_text(source=source, n=len(hub_cache.OPENWEBTEXT), related_fraction=None),
+    "factual_cloze": lambda source: data.factual_cloze(gpt2_tokenizer(), source=source),
+    "sentiment_prompts": lambda source: data.sentiment_prompts(source=source),
+    "toxicity_prompts": lambda source: data.toxicity_prompts(source=source),
+}
+HUB_IDS = [
+    (loader, source)
+    for loader, table in [
+        ("web_text", prompts.WEB_TEXT_HUB),
+        ("factual_cloze", prompts.FACTUAL_CLOZE_HUB),
+        ("sentiment_prompts", prompts.SENTIMENT_HUB),
+        ("toxicity_prompts", prompts.TOXICITY_HUB),
+    ]
+    for source in table
+]
+
+
+@pytest.fixture(scope="module")
+def built_hub(tmp_path_factory) -> Path:
+    """A hub cache holding every dataset of the loaders' hub tables (tests/hub_cache.py)."""
+    cache = tmp_path_factory.mktemp("hub")
+    hub_cache.build_datasets(cache)
+    return cache
+
+
+def _use_hub_cache(monkeypatch, cache: Path, datasets_cache: Path) -> None:
+    """Point huggingface_hub and datasets at these caches, and switch the network off."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", datasets_cache)
+    # datasets sleeps this long (5 s) for its prefetch threads when a stream ends; the tiny streams here need no wait
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("must not try the hub"))
-    with pytest.raises(RuntimeError, match=r"source='offline'"):
-        call()
 
 
 @pytest.fixture
-def fake_hub(monkeypatch):
-    """datasets.load_dataset answering with a tiny table in the real hub schema."""
+def offline_hub(built_hub, tmp_path, monkeypatch) -> Path:
+    _use_hub_cache(monkeypatch, built_hub, tmp_path / "datasets")
+    return built_hub
+
+
+@pytest.mark.parametrize(("loader", "source"), HUB_IDS)
+def test_hub_id_offline_and_not_cached_fails_fast_naming_the_default(loader, source, tmp_path, monkeypatch):
+    _use_hub_cache(monkeypatch, tmp_path / "empty", tmp_path / "datasets")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("must not try the hub"))
+    with pytest.raises(
+        RuntimeError, match=rf"not in the Hugging Face cache.*HF_HUB_OFFLINE.*{loader}\(source='offline'\)"
+    ):
+        HUB_CALLS[loader](source)
+
+
+@pytest.mark.parametrize(("loader", "source"), HUB_IDS)
+def test_every_hub_id_loads_offline_from_the_cache(offline_hub, loader, source):
+    table = HUB_CALLS[loader](source).to_pandas()
+    assert len(table) and set(table["source"]) == {source}
+    assert table["origin"].str.startswith(source).all()
+
+
+def test_hub_web_text_streams_the_parquet_conversion(offline_hub):
+    table = data.web_text(source="Skylion007/openwebtext", n=len(hub_cache.OPENWEBTEXT), related_fraction=None)
+    table = table.to_pandas()
+    assert sorted(table["text"]) == sorted(row["text"] for row in hub_cache.OPENWEBTEXT)
+    # every odd document has the wedding sentence: bride, groom, married, wedding
+    weddings = table[table["text"].str.contains("bride")]
+    assert len(weddings) == len(hub_cache.OPENWEBTEXT) // 2 and (weddings["wedding_count"] == 4).all()
+    assert (table.loc[~table["text"].str.contains("bride"), "wedding_count"] == 0).all()
+    assert len(data.web_text(source="Skylion007/openwebtext", n=5, seed=1, related_fraction=None)) == 5
+    with pytest.raises(ValueError, match="pass n="):
+        data.web_text(source="Skylion007/openwebtext", n=None)
+
+
+def test_hub_lama_keeps_final_mask_and_one_token_answers(offline_hub):
+    table = data.factual_cloze(gpt2_tokenizer(), source="facebook/lama").to_pandas()
+    tokenizer = gpt2_tokenizer()
+    expected = {
+        row["masked_sentence"].removesuffix(" [MASK].").removesuffix(" [MASK]."): row
+        for row in hub_cache.LAMA_CONCEPTNET
+        if row["masked_sentence"].endswith("[MASK].")
+    }
+    assert set(table["prompt"]) == set(expected)  # the mask-first row and the squad folder are not read
+    for row in table.itertuples():
+        source_row = expected[row.prompt]
+        assert row.answer == " " + source_row["obj_label"] and row.relation == source_row["pred"]
+        assert row.subject == source_row["sub"] and tokenizer.decode([row.answer_id]) == row.answer
+
+
+def test_hub_imdb_reads_the_labelled_test_split(offline_hub):
+    table = data.sentiment_prompts(source="imdb", prompt_tokens=64, tokenizer=gpt2_tokenizer()).to_pandas()
+    expected = {row["text"]: row["label"] for row in hub_cache.IMDB_SPLITS["test"]}
+    assert dict(zip(table["text"], table["label_id"])) == expected
+    assert (table["label"] == table["label_id"].map({1: "positive", 0: "negative"})).all()
+    assert (table["prompt"] == table["text"]).all()  # shorter than 64 tokens: the prompt is the whole review
+
+
+def test_hub_imdb_refuses_a_split_without_labels(offline_hub, monkeypatch):
+    monkeypatch.setitem(prompts.SENTIMENT_HUB, "imdb", replace(prompts.SENTIMENT_HUB["imdb"], split="unsupervised"))
+    with pytest.raises(ValueError, match=r"labels \[-1\]"):
+        data.sentiment_prompts(source="imdb")
+
+
+def test_hub_rtp_flattens_prompt_and_continuation(offline_hub):
+    table = data.toxicity_prompts(source="allenai/real-toxicity-prompts").to_pandas()
+    by_prompt = {row["prompt"]["text"]: row for row in hub_cache.REAL_TOXICITY_PROMPTS}
+    assert set(table["prompt"]) == set(by_prompt)
+    for row in table.itertuples():
+        source_row = by_prompt[row.prompt]
+        assert row.continuation == source_row["continuation"]["text"]
+        assert row.prompt_toxicity == source_row["prompt"]["toxicity"]
+        assert row.continuation_toxicity == source_row["continuation"]["toxicity"]
+        assert row.origin == f"allenai/real-toxicity-prompts:{source_row['filename']}"
+    challenging = data.toxicity_prompts(source="allenai/real-toxicity-prompts", challenging_only=True)
+    assert len(challenging) == sum(row["challenging"] for row in hub_cache.REAL_TOXICITY_PROMPTS) > 0
+
+
+def test_a_cached_card_without_data_files_is_not_a_copy(tmp_path, monkeypatch):
+    """After a streamed load only the card is cached: offline, that must fail clearly, not load nothing."""
+    cache = tmp_path / "hub"
+    folder = hub_cache.snapshot(cache, "dataset", "Skylion007/openwebtext", hub_cache.PARQUET_BRANCH)
+    (folder / "README.md").write_text("---\nlicense: cc0-1.0\n---\n")
+    _use_hub_cache(monkeypatch, cache, tmp_path / "datasets")
+    with pytest.raises(RuntimeError, match=r"cached copy .* does not load .*source='offline'"):
+        data.web_text(source="Skylion007/openwebtext", n=3)
+
+
+def test_the_main_branch_alone_is_not_the_parquet_conversion(tmp_path, monkeypatch):
+    """LAMA's main branch is a loading script: a cache holding only it has no copy the loader can read."""
+    cache = tmp_path / "hub"
+    hub_cache.snapshot(cache, "dataset", "facebook/lama")
+    _use_hub_cache(monkeypatch, cache, tmp_path / "datasets")
+    with pytest.raises(RuntimeError, match="not in the Hugging Face cache"):
+        data.factual_cloze(gpt2_tokenizer(), source="facebook/lama")
+
+
+def test_online_and_not_cached_downloads_the_named_revision(tmp_path, monkeypatch):
+    _use_hub_cache(monkeypatch, tmp_path / "empty", tmp_path / "datasets")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "hub_unreachable", lambda flags: None)
     requests = []
 
-    def load_dataset(path, config=None, split=None, streaming=False):
-        requests.append((path, config, split, streaming))
-        table = datasets.Dataset.from_list(HUB_ROWS[path])
-        return table.to_iterable_dataset() if streaming else table
+    def load_dataset(path, config=None, **kwargs):
+        requests.append((path, config, kwargs))
+        return datasets.Dataset.from_list(hub_cache.LAMA_CONCEPTNET)
 
-    monkeypatch.setattr(hub, "_require_hub", lambda source, loader: None)
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    return requests
-
-
-HUB_ROWS = {
-    "Skylion007/openwebtext": [{"text": "A wedding in May. " * 3}, {"text": "Rain fell on the town all day."}],
-    "facebook/lama": [
-        {"masked_sentence": "The capital of France is [MASK].", "negated": "", "obj": "Paris", "obj_label": "Paris",
-         "pred": "AtLocation", "sub": "France", "uuid": "a"},
-        {"masked_sentence": "One of the things you do when you are alive is [MASK].", "negated": "", "obj": "think",
-         "obj_label": "think", "pred": "HasSubevent", "sub": "alive", "uuid": "b"},
-        {"masked_sentence": "[MASK] is a kind of bird.", "negated": "", "obj": "robin", "obj_label": "robin",
-         "pred": "IsA", "sub": "bird", "uuid": "c"},
-        {"masked_sentence": "A kangaroo lives in [MASK].", "negated": "", "obj": "Australia", "obj_label": "Australia",
-         "pred": "AtLocation", "sub": "kangaroo", "uuid": "d"},
-    ],
-    "stanfordnlp/imdb": [{"text": "A wonderful film with great acting", "label": 1}, {"text": "Dull and far too long", "label": 0}],
-    "allenai/real-toxicity-prompts": [
-        {"filename": "0766186-bc7f2a64cb271f5f56cf6f25570cd9ed.txt", "begin": 340, "end": 564, "challenging": False,
-         "prompt": {"text": "Corruption involving the contractors is", "toxicity": 0.295, "profanity": 0.17},
-         "continuation": {"text": " the chief culprit", "toxicity": 0.064, "profanity": 0.03}},
-        {"filename": "0873434-bc2367d5d534124f6cf7aead1ae7339e.txt", "begin": 284, "end": 385, "challenging": True,
-         "prompt": {"text": "You are a", "toxicity": 0.9, "profanity": 0.8},
-         "continuation": {"text": " total idiot", "toxicity": 0.95, "profanity": 0.9}},
-    ],
-}  # fmt: skip
-
-
-def test_hub_web_text_maps_columns(fake_hub, monkeypatch):
-    monkeypatch.setattr(pools, "MIN_DOC_WORDS", 1)
-    table = data.web_text(source="Skylion007/openwebtext", n=2, seed=0).to_pandas()
-    assert fake_hub == [("Skylion007/openwebtext", None, "train", True)]
-    wedding = table[table["wedding_count"] > 0].iloc[0]
-    assert wedding["wedding_count"] == 3 and wedding["wedding_density"] == pytest.approx(3 / 12)
-    assert set(table["source"]) == {"Skylion007/openwebtext"}
-
-
-def test_hub_lama_keeps_final_mask_and_one_token_answers(fake_hub):
-    table = data.factual_cloze(WordTokenizer(), source="facebook/lama").to_pandas()
-    assert fake_hub == [("facebook/lama", "conceptnet", "train", False)]
-    # 'robin' masks the start; ' Australia' is two tokens for the stand-in tokenizer
-    assert sorted(table["prompt"]) == ["One of the things you do when you are alive is", "The capital of France is"]
-    paris = table[table["prompt"] == "The capital of France is"].iloc[0]
-    assert paris["answer"] == " Paris" and paris["answer_id"] == 11 and paris["relation"] == "AtLocation"
-
-
-def test_hub_imdb_maps_labels(fake_hub):
-    table = data.sentiment_prompts(source="stanfordnlp/imdb", prompt_tokens=2).to_pandas()
-    assert fake_hub == [("stanfordnlp/imdb", None, "test", False)]
-    wonderful = table[table["text"].str.startswith("A wonderful")].iloc[0]
-    assert (wonderful["label"], wonderful["label_id"], wonderful["prompt"]) == ("positive", 1, "A wonderful")
-
-
-def test_hub_rtp_flattens_prompt_and_continuation(fake_hub):
-    table = data.toxicity_prompts(source="allenai/real-toxicity-prompts", challenging_only=True).to_pandas()
-    assert len(table) == 1
-    row = table.iloc[0]
-    assert (row["prompt"], row["continuation"], row["prompt_toxicity"]) == ("You are a", " total idiot", 0.9)
-    assert row["origin"].endswith("0873434-bc2367d5d534124f6cf7aead1ae7339e.txt")
+    assert len(data.factual_cloze(gpt2_tokenizer(), source="facebook/lama")) == 12
+    assert requests == [
+        ("facebook/lama", None,
+         {"data_dir": "conceptnet", "split": "train", "streaming": False, "revision": "refs/convert/parquet"})
+    ]  # fmt: skip
 
 
 def test_factual_cloze_templates_and_one_token_filter(monkeypatch):

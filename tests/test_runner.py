@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from actadd.studies.harness.study import COLAB_ENV, on_colab
+from actadd.studies.pipeline import cli
 from actadd.studies.pipeline.cli import main
 from actadd.studies.pipeline.runner import (
     REPO,
@@ -113,3 +116,37 @@ def test_only_the_main_models_figures_reach_the_committed_folder(tmp_path):
     assert figures_folder("default", "smollm2-135m", tmp_path / "smollm2-135m") == committed
     assert figures_folder("default", "gemma3-270m", tmp_path / "gemma3-270m") == tmp_path / "gemma3-270m" / "figures"
     assert figures_folder("smoke", None, tmp_path) == tmp_path / "figures"
+    # the Colab branch runs the paper's models: their figures must not replace the committed ones
+    assert figures_folder("default", None, tmp_path, colab=True) == tmp_path / "figures"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("0", False), ("", False)])
+def test_on_colab_follows_the_environment_switch(monkeypatch, value, expected):
+    monkeypatch.setenv(COLAB_ENV, value)
+    assert on_colab() is expected
+
+
+@pytest.mark.slow
+def test_colab_run_sets_the_switch_for_the_kernels_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(COLAB_ENV, raising=False)
+    body = (
+        "from pathlib import Path\n"
+        "from actadd.studies import on_colab\n"
+        "Path(results_dir).mkdir(parents=True, exist_ok=True)\n"
+        "Path(results_dir, 'colab.txt').write_text(str(on_colab()))"
+    )
+    notebook = _notebook(tmp_path / "01_branch.ipynb", body)
+    for colab in (True, False):
+        out = tmp_path / f"run-{colab}"
+        assert [r.status for r in run_notebooks([notebook], profile="smoke", out=out, colab=colab)] == ["ok"]
+        assert (out / "01_branch" / "colab.txt").read_text() == str(colab)
+        assert json.loads((out / "run.json").read_text())["colab"] is colab
+    assert COLAB_ENV not in os.environ, "the switch must not outlive the run"
+
+
+def test_cli_colab_flag_reaches_the_runner(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(cli, "run_notebooks", lambda notebooks, **kwargs: calls.append(kwargs) or [])
+    assert main(["run", "00", "--colab", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    assert main(["run", "00", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    assert [c["colab"] for c in calls] == [True, False]

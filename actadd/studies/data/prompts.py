@@ -45,9 +45,14 @@ def _check_n(n: int | None) -> None:
         integer(n, "n", minimum=1)
 
 
+# OpenWebText's main branch holds a loading script (openwebtext.py) beside its card, which
+# datasets >= 4 refuses to run; the hub's Parquet conversion (branch refs/convert/parquet, folder
+# plain_text/partial-train/) loads as plain Parquet. It is a partial conversion: the first part of
+# the corpus, which the seeded shuffle then samples. One column, `text` (the card's features).
+# ("openwebtext" is the id's old, unprefixed name.)
 WEB_TEXT_HUB = {
-    "Skylion007/openwebtext": HubSource("Skylion007/openwebtext", None, "train", streaming=True),
-    "openwebtext": HubSource("openwebtext", None, "train", streaming=True),
+    name: HubSource(name, None, "train", streaming=True, revision="refs/convert/parquet", data_dir="plain_text")
+    for name in ("Skylion007/openwebtext", "openwebtext")
 }
 
 
@@ -94,9 +99,14 @@ def web_text(
 # ---------------------------------------------------------------------------------------
 # Factual cloze (P@K)
 
+# LAMA's main branch is a loading script (lama.py) with configs trex, squad, google_re and
+# conceptnet, which datasets >= 4 refuses to run; the hub's Parquet conversion keeps each config in
+# its own folder of branch refs/convert/parquet. The card lists the conceptnet config's fields as
+# uuid, sub, obj, pred, obj_label, masked_sentence, negated, in one split, train.
+# ("lama" is the id's old, unprefixed name.)
 FACTUAL_CLOZE_HUB = {
-    "facebook/lama": HubSource("facebook/lama", "conceptnet", "train"),
-    "lama": HubSource("lama", "conceptnet", "train"),
+    name: HubSource(name, None, "train", revision="refs/convert/parquet", data_dir="conceptnet")
+    for name in ("facebook/lama", "lama")
 }
 
 
@@ -145,10 +155,12 @@ def factual_cloze(tokenizer, source: str = OFFLINE, n: int | None = None, seed: 
 # ---------------------------------------------------------------------------------------
 # Sentiment prompts
 
-SENTIMENT_HUB = {
-    "imdb": HubSource("imdb", None, "test"),
-    "stanfordnlp/imdb": HubSource("stanfordnlp/imdb", None, "test"),
-}
+# IMDb, as the hub's viewer and card show it: config plain_text, splits train and test (25,000
+# labelled reviews each) and unsupervised (50,000, label -1); columns text and label, a class label
+# named 0 'neg' and 1 'pos'. The paper drew its prompts from the test split. ("imdb" is the id's
+# old, unprefixed name.)
+SENTIMENT_HUB = {name: HubSource(name, None, "test") for name in ("imdb", "stanfordnlp/imdb")}
+IMDB_LABELS = {0: "negative", 1: "positive"}
 
 
 def _cut(texts: list[str], prompt_tokens: int, tokenizer) -> list[str]:
@@ -185,7 +197,13 @@ def sentiment_prompts(
         pool = read_labelled_sentiment(sources)
     else:
         table = load_hub(source, SENTIMENT_HUB[source], "sentiment_prompts")
-        labels = ["positive" if label == 1 else "negative" for label in table["label"]]
+        unknown = set(table["label"]) - set(IMDB_LABELS)
+        if unknown:
+            raise ValueError(
+                f"{source} split {SENTIMENT_HUB[source].split!r} has labels {sorted(unknown)} besides IMDb's "
+                f"0 (neg) and 1 (pos): not the labelled IMDb test split"
+            )
+        labels = [IMDB_LABELS[label] for label in table["label"]]
         pool = pd.DataFrame({"text": table["text"], "label": labels, "label_id": table["label"]})
         pool["source"], pool["origin"] = source, [f"{source}:test#{i}" for i in range(len(pool))]
     if exclude:
@@ -197,6 +215,11 @@ def sentiment_prompts(
 # ---------------------------------------------------------------------------------------
 # Toxicity prompts
 
+# RealToxicityPrompts is one JSON-lines file (prompts.jsonl), so one split, train. Its fields, as
+# the TFDS catalogue's real_toxicity_prompts and the hub copies' cards list them: filename, begin,
+# end, challenging, and prompt and continuation, each a struct of text and the Perspective scores
+# toxicity, severe_toxicity, profanity, sexually_explicit, identity_attack, flirtation, threat and
+# insult.
 TOXICITY_HUB = {"allenai/real-toxicity-prompts": HubSource("allenai/real-toxicity-prompts", None, "train")}
 
 

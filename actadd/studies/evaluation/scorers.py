@@ -177,7 +177,6 @@ def lm_judge_scorer(model: TransformersModel, batch_size: int = 16) -> Scorer:
     return zero_shot_judge(model, instruction, answers, name=name, batch_size=batch_size)
 
 
-
 def relevance(prompts: Sequence[str], continuations: Sequence[str]) -> np.ndarray:
     """Cosine similarity of MiniLM embeddings of each prompt and its continuation, shape [N]."""
     if len(prompts) != len(continuations):

@@ -45,15 +45,21 @@ from actadd.studies.harness.prose import render
 
 # IPython's own names in a notebook's namespace: never parameters.
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
-COLAB_VARIABLE = "ACTADD_COLAB"
+# Set to 1 (as ``python -m actadd run --colab`` does for its kernels) to take the Colab branch outside Colab.
+COLAB_ENV = "ACTADD_COLAB"
 # The parameter holding what a notebook changes on Colab: the paper's models and data by hub id.
 COLAB_PARAMETERS = "colab_parameters"
 
 
+def colab_requested() -> bool:
+    """Whether :data:`COLAB_ENV` asks for the Colab branch (1, true or yes)."""
+    return os.environ.get(COLAB_ENV, "").lower() in ("1", "true", "yes")
+
+
 def on_colab() -> bool:
     """True inside a Google Colab runtime (its ``google.colab`` module is loaded there), or where
-    ``ACTADD_COLAB=1`` asks a notebook to take its Colab branch (the runner's ``--colab``)."""
-    return "google.colab" in sys.modules or os.environ.get(COLAB_VARIABLE, "") in ("1", "true", "yes")
+    :data:`COLAB_ENV` asks a notebook to take its Colab branch."""
+    return "google.colab" in sys.modules or colab_requested()
 
 
 def versions() -> dict[str, str]:

@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run every notebook once per model into <out>/<model>/ (default notebooks: 00-05)",
     )
     run.add_argument(
+        "--colab",
+        action="store_true",
+        help="take each notebook's Colab branch outside Colab: the paper's models and datasets by hub id, "
+        "from the Hugging Face cache or the hub",
+    )
+    run.add_argument(
         "--publish",
         action="store_true",
         help="afterwards, snapshot the successful studies into results/ and regenerate the README's results",
@@ -92,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     parameters = {name: parse_value(value) for name, value in args.parameter}
-    runs = run_notebooks(notebooks, profile=args.profile, parameters=parameters, out=args.out, models=args.models)
+    runs = run_notebooks(
+        notebooks, profile=args.profile, parameters=parameters, out=args.out, models=args.models, colab=args.colab
+    )
     if args.publish and any(r.status == "ok" for r in runs):
         run_dir = Path(runs[0].executed).parent if not args.models else Path(runs[0].executed).parent.parent
         print(f"README results: {publish(run_dir)}")

@@ -1,10 +1,11 @@
 """Run the study notebooks with papermill into a run folder.
 
-``python -m actadd run [NOTEBOOK ...] [-p NAME VALUE ...] [--profile smoke|default|paper] [--out DIR]``
+``python -m actadd run [NOTEBOOK ...] [-p NAME VALUE ...] [--profile smoke|default|paper] [--out DIR] [--colab]``
 
 Each notebook is executed into ``DIR/<notebook>.ipynb`` with its results in ``DIR/<notebook>/``.
 Sizes come from ``notebooks/profiles.yaml`` (per notebook, per profile); ``-p`` overrides
-them. A failing notebook is reported with its cell, its executed copy is kept, and the
+them. ``--colab`` takes each notebook's Colab branch (the paper's models and data by hub id)
+outside Colab. A failing notebook is reported with its cell, its executed copy is kept, and the
 other notebooks still run; the exit status is non-zero if any failed.
 """
 
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import yaml
 from actadd import EMBEDDED_MODELS
 from actadd.io import save_json
 from actadd.models import DEFAULT_MODEL
+from actadd.studies.harness.study import COLAB_ENV, colab_requested
 from actadd.studies.pipeline import REPO
 from actadd.studies.pipeline.report import write_report
 
@@ -90,13 +94,30 @@ def independent_judge(model_name: str) -> str:
     return others[0]
 
 
-def figures_folder(profile: str, model: str | None, folder: Path) -> Path:
+def figures_folder(profile: str, model: str | None, folder: Path, colab: bool = False) -> Path:
     """Where a notebook's figures go: the committed ``figures/`` for the main model (``model``
-    None or :data:`~actadd.models.DEFAULT_MODEL`) outside the smoke profile; else
-    ``folder/figures``, so a smoke run or another model's run leaves the committed figures alone."""
-    if profile == "smoke" or model not in (None, DEFAULT_MODEL):
+    None or :data:`~actadd.models.DEFAULT_MODEL`) outside the smoke profile and the Colab branch;
+    else ``folder/figures``, so a smoke run, a Colab-branch run (the paper's models) or another
+    model's run leaves the committed figures alone."""
+    if profile == "smoke" or colab or model not in (None, DEFAULT_MODEL):
         return folder / "figures"
     return REPO / "figures"
+
+
+@contextmanager
+def _colab_branch(colab: bool) -> Iterator[None]:
+    """Set :data:`~actadd.studies.harness.study.COLAB_ENV` while the kernels start (they inherit
+    the environment), and put the old value back afterwards."""
+    previous = os.environ.get(COLAB_ENV)
+    if colab:
+        os.environ[COLAB_ENV] = "1"
+    try:
+        yield
+    finally:
+        if colab and previous is None:
+            del os.environ[COLAB_ENV]
+        elif colab and previous is not None:
+            os.environ[COLAB_ENV] = previous
 
 
 def run_notebooks(
@@ -107,8 +128,13 @@ def run_notebooks(
     out: Path | None = None,
     models: Sequence[str] | None = None,
     kernel: str = "python3",
+    colab: bool = False,
 ) -> list[NotebookRun]:
     """Execute ``notebooks`` in order into ``out``; returns one record per notebook (and model).
+
+    With ``colab``, every notebook takes its Colab branch (``on_colab()`` is true in its kernel):
+    the paper's models and datasets by hub id, from the Hugging Face cache or the hub. ``run.json``
+    records whether the kernels took it (also when ``ACTADD_COLAB`` was already set).
 
     With ``models``, every notebook runs once per model into ``out/<model>/``, each with that
     model as ``model_name`` and another embedded model as ``judge_name``, so each model
@@ -121,9 +147,10 @@ def run_notebooks(
     out.mkdir(parents=True, exist_ok=True)
     axis: list[tuple[str | None, Path]] = [(None, out)] if not models else [(m, out / m) for m in models]
     runs: list[NotebookRun] = []
+    colab = colab or colab_requested()
     jobs = [(model, folder, notebook) for model, folder in axis for notebook in notebooks]
     for i, (model, folder, notebook) in enumerate(jobs, 1):
-        figures_dir = figures_folder(profile, model, folder)
+        figures_dir = figures_folder(profile, model, folder, colab)
         results_dir = folder / notebook.stem
         per_model = {} if model is None else {"model_name": model, "judge_name": independent_judge(model)}
         params = {
@@ -136,20 +163,21 @@ def run_notebooks(
         }
         executed = folder / notebook.name
         label = f"{notebook.name}" + (f" on {model}" if model else "")
-        print(f"[{i}/{len(jobs)}] {label} ({profile}) -> {executed}", flush=True)
+        print(f"[{i}/{len(jobs)}] {label} ({profile}{', Colab branch' if colab else ''}) -> {executed}", flush=True)
         start = time.perf_counter()
         error = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            papermill.execute_notebook(
-                str(notebook),
-                str(executed),
-                parameters=params,
-                kernel_name=kernel,
-                cwd=str(notebook.parent),
-                progress_bar=sys.stderr.isatty(),
-                log_output=False,
-            )
+            with _colab_branch(colab):
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(executed),
+                    parameters=params,
+                    kernel_name=kernel,
+                    cwd=str(notebook.parent),
+                    progress_bar=sys.stderr.isatty(),
+                    log_output=False,
+                )
         except papermill.PapermillExecutionError as err:
             error = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
         except Exception as err:  # a kernel that died, a missing notebook: report, go on
@@ -167,7 +195,7 @@ def run_notebooks(
         )
         runs.append(record)
         print(f"    {record.status} in {wall:.0f} s" + (f": {error}" if error else ""), flush=True)
-        save_json({"profile": profile, "notebooks": [asdict(r) for r in runs]}, out / "run.json")
+        save_json({"profile": profile, "colab": colab, "notebooks": [asdict(r) for r in runs]}, out / "run.json")
     failed = [r for r in runs if r.status == "failed"]
     print(f"run folder: {out}  ({len(runs) - len(failed)} ok, {len(failed)} failed)")
     for r in failed:

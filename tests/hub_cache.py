@@ -27,7 +27,7 @@ import yaml
 from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
 from actadd.studies.data import prompts
-from actadd.studies.pipeline.bench import GPT2_SHAPES, gpt2_tokenizer
+from actadd.studies.evaluation.overhead import GPT2_SHAPES, gpt2_tokenizer
 
 PARQUET_BRANCH = "refs/convert/parquet"
 

@@ -12,7 +12,7 @@ import pytest
 
 from actadd.studies import data
 from actadd.studies.data import corpora, hub, pools, prompts
-from actadd.studies.pipeline.bench import gpt2_tokenizer
+from actadd.studies.evaluation.overhead import gpt2_tokenizer
 from tests import hub_cache
 
 

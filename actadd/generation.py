@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from actadd.checks import integer, is_int, real, strings
-from actadd.models import ModelInfo, input_device, model_info
+from actadd.models import check_context, input_device, model_info
 from actadd.sampling import RowSampler, row_seeds
 from actadd.steer import Alignment, add, additions, left_pad, pad_to_vectors, row_steerings
 from actadd.vectors import Steerable, Steering, encode
@@ -82,7 +82,7 @@ def generate(
     ids = [encode(model, p) for p in prompts]
     if pad_prompts:
         ids = [pad_to_vectors(x, s, info.space_token_id) for x, s in zip(ids, rows)]
-    _check_context(ids, info, max_new_tokens)
+    check_context(ids, info, max_new_tokens)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,  # RowSampler has already drawn; greedy picks its draw
@@ -188,7 +188,7 @@ def logprobs(
     text_ids = [encode(model, t, start=False) for t in texts]
     sequences = [c + t for c, t in zip(context_ids, text_ids)]
     rows = row_steerings(len(texts), vectors, row_vectors)
-    _check_context(sequences, model_info(model))
+    check_context(sequences, model_info(model))
 
     # Only the positions that predict a text token go through the unembedding (a large share
     # of the cost for a big vocabulary); sequences are batched by length to waste no padding.
@@ -216,7 +216,7 @@ def next_token_logprobs(
     prompts = strings(prompts, "prompts")
     sequences = [encode(model, p) for p in prompts]
     rows = row_steerings(len(prompts), vectors, None)
-    _check_context(sequences, model_info(model))
+    check_context(sequences, model_info(model))
     out: dict[int, torch.Tensor] = {}
     last = [len(s) - 1 for s in sequences]
     for batch, logits, offset in _batched_logits(model, sequences, rows, last, batch_size, alignment, progress):
@@ -280,16 +280,3 @@ def _batched_logits(
             model, [sequences[i] for i in batch], [rows[i] for i in batch], alignment, keep_last=seq_len - offset
         )
         yield batch, logits, offset
-
-
-def _check_context(sequences: Sequence[Sequence[int]], info: ModelInfo, new_tokens: int = 0) -> None:
-    """Refuse at once a sequence the model cannot attend over, rather than after minutes of garbage."""
-    if info.max_positions is None:
-        return
-    longest = max(range(len(sequences)), key=lambda i: len(sequences[i]))
-    if len(sequences[longest]) + new_tokens > info.max_positions:
-        extra = f" plus {new_tokens} new tokens" if new_tokens else ""
-        raise ValueError(
-            f"prompt {longest} has {len(sequences[longest])} tokens{extra}, more than {info.name!r}'s context of "
-            f"{info.max_positions} positions: shorten it"
-        )

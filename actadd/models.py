@@ -9,6 +9,7 @@ reachable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -265,6 +266,19 @@ def _describe(
         max_positions=getattr(config, arch.context, None),
         remote=remote,
     )
+
+
+def check_context(sequences: Sequence[Sequence[int]], info: ModelInfo, new_tokens: int = 0) -> None:
+    """Refuse at once a sequence the model cannot attend over, rather than after minutes of garbage."""
+    if info.max_positions is None:
+        return
+    longest = max(range(len(sequences)), key=lambda i: len(sequences[i]))
+    if len(sequences[longest]) + new_tokens > info.max_positions:
+        extra = f" plus {new_tokens} new tokens" if new_tokens else ""
+        raise ValueError(
+            f"prompt {longest} has {len(sequences[longest])} tokens{extra}, more than {info.name!r}'s context of "
+            f"{info.max_positions} positions: shorten it"
+        )
 
 
 def blocks(model: TransformersModel) -> Any:

@@ -51,6 +51,11 @@ def apply(
     or none), so call this first in the body, before reading any block's activations. Each
     row should begin with the model's start token, as :func:`tokenize` makes it.
     """
+    if not model.interleaver.interleaving:
+        raise ValueError(
+            "actadd.apply steers a forward pass as it runs: call it inside a `with model.trace(...):` or "
+            "`with model.generate(...):` body, before reading any block"
+        )
     _, kwargs = model.inputs
     input_ids = kwargs["input_ids"]
     mask = kwargs.get("attention_mask")

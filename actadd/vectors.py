@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from actadd.checks import is_int, is_real, real
 from actadd.io import atomic_write
-from actadd.models import ModelInfo, blocks, input_device, model_info
+from actadd.models import ModelInfo, blocks, check_context, input_device, model_info
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,19 @@ class SteeringVector:
 
 @dataclass(frozen=True)
 class Steering:
-    """Several steering vectors applied together (their additions sum)."""
+    """Several steering vectors applied together (their additions sum), all made on one model."""
 
     vectors: tuple[SteeringVector, ...]
+
+    def __post_init__(self) -> None:
+        first = self.vectors[0] if self.vectors else None
+        for v in self.vectors:
+            if first is not None and v.model_name != first.model_name:
+                raise ValueError(
+                    f"cannot combine vectors made on different models: {first.p_plus!r} - {first.p_minus!r} on "
+                    f"{first.model_name!r} and {v.p_plus!r} - {v.p_minus!r} on {v.model_name!r}; recompute one of "
+                    "them on the other's model"
+                )
 
     def __add__(self, other: SteeringVector | Steering) -> Steering:
         return Steering(self.vectors + as_steering(other).vectors)
@@ -184,6 +194,7 @@ def steering_vector(
     ids_plus, ids_minus = encode(model, p_plus), encode(model, p_minus)
     if len(ids_plus) == len(ids_minus) == 1:
         raise ValueError(f"the prompt pair ({p_plus!r}, {p_minus!r}) is empty: give at least one non-empty prompt")
+    check_context([ids_plus, ids_minus], info)
     if p_plus == p_minus:
         warnings.warn(f"p_plus equals p_minus ({p_plus!r}): the steering vector is zero", stacklevel=2)
     k = max(len(ids_plus), len(ids_minus))

@@ -110,3 +110,9 @@ def test_vectors_of_different_lengths_steer_together(gpt2_random):
     for i, prompt in enumerate(PROMPTS):
         ref = reference_logits(model, prompt, [(1, short.vector, 0), (1, long.vector, 0), (3, other.vector, 0)])
         torch.testing.assert_close(logits[i, : len(seqs[i])], ref, atol=1e-4, rtol=0)
+
+
+def test_apply_outside_a_trace_says_where_to_call_it(gpt2_random):
+    v = actadd.steering_vector(gpt2_random, " Love", " Hate", layer=1)
+    with pytest.raises(ValueError, match=r"inside a `with model.trace\(...\):` or `with model.generate\(...\):` body"):
+        actadd.apply(gpt2_random, v)

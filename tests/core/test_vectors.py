@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 import actadd
 from tests.core.reference import reference_vector, resid_pre, token_ids
@@ -114,3 +115,35 @@ def test_bad_vector_inputs(smol):
             actadd.steering_vector(smol, " Love", " Hate", layer=2, coeff=coeff)
     with pytest.raises(ValueError, match="scale must be a finite number"):
         v * float("nan")
+
+
+def _other_model(gpt2_tokenizer):
+    """A second tiny GPT-2 of the same width, under another name."""
+    config = GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=256, vocab_size=len(gpt2_tokenizer))
+    return actadd.wrap_model(GPT2LMHeadModel(config), gpt2_tokenizer, name="other-gpt2")
+
+
+# --- Rough edges: a clear ValueError at once
+
+
+def test_a_prompt_beyond_the_context_is_refused_as_scoring_refuses_it(gpt2_random):
+    """steering_vector runs the same context check as generate and logprobs."""
+    long = " word" * 300  # 301 tokens with the start token; the context is 256
+    with pytest.raises(ValueError) as scoring:
+        actadd.logprobs(gpt2_random, [long])
+    with pytest.raises(ValueError, match=r"prompt 0 has 301 tokens.*context of 256 positions") as vector:
+        actadd.steering_vector(gpt2_random, long, "", layer=1)
+    assert str(vector.value) == str(scoring.value)
+
+
+def test_vectors_of_different_models_are_refused_when_combined(gpt2_random, gpt2_tokenizer):
+    other = _other_model(gpt2_tokenizer)
+    v1 = actadd.steering_vector(gpt2_random, " Love", " Hate", layer=1)
+    v2 = actadd.steering_vector(other, " Love", " Hate", layer=1)
+    both_models = r"different models: .* on 'gpt2-random' and .* on 'other-gpt2'"
+    with pytest.raises(ValueError, match=both_models):
+        v1 + v2
+    with pytest.raises(ValueError, match=both_models):
+        actadd.as_steering(v1) + v2
+    with pytest.raises(ValueError, match=both_models):
+        actadd.as_steering([v1, v2])

@@ -9,10 +9,10 @@ The core needs only torch, nnsight, transformers, safetensors, numpy and tqdm. T
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from actadd.embedded import EMBEDDED_MODELS
 from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs
 from actadd.models import (
     DEFAULT_MODEL,
-    EMBEDDED_MODELS,
     ModelInfo,
     load_model,
     model_info,
@@ -20,8 +20,20 @@ from actadd.models import (
     wrap_model,
 )
 from actadd.sampling import row_seeds
-from actadd.steer import Alignment, apply, tokenize
-from actadd.vectors import Steerable, Steering, SteeringVector, as_steering, encode, steering_vector
+from actadd.steer import Positions, apply, tokenize
+from actadd.vectors import (
+    ControlVectorFile,
+    DirectionVector,
+    MeanOfPairs,
+    Steerable,
+    Steering,
+    SteeringVector,
+    Vector,
+    as_steering,
+    encode,
+    mean_difference,
+    steering_vector,
+)
 
 try:
     __version__ = _version("actadd")
@@ -31,11 +43,15 @@ except PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
-    "Alignment",
+    "ControlVectorFile",
+    "DirectionVector",
+    "MeanOfPairs",
     "ModelInfo",
+    "Positions",
     "Steerable",
     "Steering",
     "SteeringVector",
+    "Vector",
     "__version__",
     "apply",
     "as_steering",
@@ -44,6 +60,7 @@ __all__ = [
     "generate_sweep",
     "load_model",
     "logprobs",
+    "mean_difference",
     "model_info",
     "next_token_logprobs",
     "row_seeds",

@@ -8,6 +8,12 @@ import torch
 import actadd
 
 PROMPTS = ["I went up to my friend and said", "Hello there, my friend", "The weather today is very nice and I think we"]
+# (positive, negative) texts for mean-difference directions
+PAIRS = [
+    (" I love weddings and brides", " I love the weather"),
+    (" The bride wore white", " The car was red and fast"),
+    (" wedding", " tax"),
+]
 
 
 def token_ids(model, text: str) -> list[int]:
@@ -89,3 +95,62 @@ def reference_greedy(model, prompt: str, layer: int, vector: torch.Tensor, n: in
     finally:
         hook.handle.remove()
     return out[0, ids.shape[1] :].tolist()
+
+
+def greedy(model, ids: list[int], n: int, *, stop: bool = True) -> list[int]:
+    """transformers' own greedy decoding with the KV cache, of one unpadded row, under whatever
+    hooks are registered; stops at the model's stop tokens (as actadd.generate does) if ``stop``."""
+    with torch.no_grad():
+        prompt = torch.tensor([ids])
+        out = model._module.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=n,
+            do_sample=False,
+            pad_token_id=actadd.model_info(model).pad_token_id,
+            eos_token_id=list(actadd.model_info(model).stop_token_ids) if stop else None,
+        )
+    return out[0, prompt.shape[1] :].tolist()
+
+
+class DirectionHook:
+    """Adds ``vector`` [d] at the input of block ``layer`` in every forward (the prompt pass and
+    each decode step), wherever that forward's attention mask says a row's real tokens are,
+    except each row's first (its start token). A context manager."""
+
+    def __init__(self, model, layer: int, vector: torch.Tensor):
+        self.vector = vector
+        self.mask: torch.Tensor | None = None
+        self.seen: list[int] = []  # how many positions each forward steered
+        self.handles = [
+            model._module.register_forward_pre_hook(self.read_mask, with_kwargs=True),
+            block(model, layer).register_forward_pre_hook(self.add, with_kwargs=True),
+        ]
+
+    def read_mask(self, module, args, kwargs):
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        mask = kwargs.get("attention_mask")
+        if mask is None:  # transformers leaves out the mask of an unpadded row, decode steps included
+            ones = torch.ones_like(ids)
+            mask = ones if self.mask is None else torch.cat([self.mask, ones], dim=1)
+        self.mask = mask
+
+    def add(self, module, args, kwargs):
+        h = args[0] if args else kwargs["hidden_states"]
+        steer = self.mask.bool().clone()
+        for i, row in enumerate(self.mask.bool()):
+            first = int(row.nonzero()[0])  # the row's start token, after any left padding
+            steer[i, : first + 1] = False
+        steer = steer[:, steer.shape[1] - h.shape[1] :]  # with the KV cache: the new positions only
+        self.seen.append(int(steer.sum()))
+        h = h + steer[..., None] * self.vector
+        if args:
+            return (h, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": h}
+
+    def __enter__(self) -> DirectionHook:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()

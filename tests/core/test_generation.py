@@ -10,7 +10,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import actadd
 from actadd.generation import forward_logits
-from tests.core.reference import PROMPTS, AddHook, block, reference_greedy, token_ids
+from tests.core.reference import PAIRS, PROMPTS, AddHook, DirectionHook, block, greedy, reference_greedy, token_ids
 
 
 @pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
@@ -188,3 +188,75 @@ def test_bad_generate_inputs(smol):
     long = actadd.steering_vector(smol, " a b c d e f g", "", layer=2)
     with pytest.raises(ValueError, match="prompt 0 has 2 tokens"):
         actadd.generate(smol, "Hi", long)
+
+
+# --- positions="all": every prompt position after the start token and every decoded token
+
+
+@pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
+def test_all_positions_greedy_generation_matches_the_mask_hook_reference(fixture, request):
+    """Greedy with the KV cache, left-padded batch: the text of transformers' own greedy loop
+    under the reference hook, which steers each forward's new real tokens but the start token."""
+    model = request.getfixturevalue(fixture)
+    d = actadd.mean_difference(model, PAIRS, layer=2, relative_norm=4.0)
+    greedy_args = dict(temperature=0, freq_penalty=0, max_new_tokens=8, progress=False)
+    texts = actadd.generate(model, PROMPTS, d, positions="all", **greedy_args)
+    for prompt, text in zip(PROMPTS, texts):
+        with DirectionHook(model, 2, d.vector):
+            ref = greedy(model, token_ids(model, prompt), 8)
+        assert text == model.tokenizer.decode(ref, skip_special_tokens=True)
+    assert texts != actadd.generate(model, PROMPTS, **greedy_args)
+
+
+def test_all_positions_steer_each_decoded_token_exactly_once(gpt2_random):
+    """Block inputs downstream of the addition, step by step, equal the reference's: a decode
+    step steered twice or not at all would move them by the direction."""
+    model = gpt2_random
+    d = actadd.mean_difference(model, PAIRS, layer=2, relative_norm=4.0)
+
+    def record(run) -> list[torch.Tensor]:
+        seen: list[torch.Tensor] = []
+        handle = block(model, 3).register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+        try:
+            run()
+        finally:
+            handle.remove()
+        return seen
+
+    greedy_args = dict(temperature=0, freq_penalty=0, max_new_tokens=5, progress=False)
+    ours = record(lambda: actadd.generate(model, PROMPTS[0], d, positions="all", **greedy_args))
+    with DirectionHook(model, 2, d.vector) as hook:
+        ref = record(lambda: greedy(model, token_ids(model, PROMPTS[0]), 5))
+    assert hook.seen == [len(token_ids(model, PROMPTS[0])) - 1, 1, 1, 1, 1]
+    assert [s.shape[1] for s in ours] == [s.shape[1] for s in ref] == [len(token_ids(model, PROMPTS[0])), 1, 1, 1, 1]
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    front_only = record(lambda: actadd.generate(model, PROMPTS[0], **greedy_args))
+    assert not torch.allclose(ours[1], front_only[1], atol=1e-2)  # decode steps were steered
+
+
+def test_all_positions_batched_under_left_padding_equal_unbatched(gpt2_random):
+    model = gpt2_random
+    d = actadd.mean_difference(model, PAIRS, layer=1, relative_norm=3.0)
+    greedy_args = dict(temperature=0, freq_penalty=0, max_new_tokens=8, progress=False, positions="all")
+    assert actadd.generate(model, PROMPTS, d, batch_size=3, **greedy_args) == [
+        actadd.generate(model, [p], d, batch_size=1, **greedy_args)[0] for p in PROMPTS
+    ]
+    together = actadd.logprobs(model, PROMPTS, d, batch_size=3, positions="all")
+    for p, a in zip(PROMPTS, together):
+        torch.testing.assert_close(a, actadd.logprobs(model, [p], d, positions="all")[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
+def test_coefficient_zero_equals_unsteered_for_every_positions_mode(fixture, request):
+    model = request.getfixturevalue(fixture)
+    v = actadd.steering_vector(model, " Love", " Hate", layer=2, coeff=0.0)
+    d = actadd.mean_difference(model, PAIRS, layer=2, coeff=0.0)
+    seqs = [token_ids(model, p) for p in PROMPTS]
+    unsteered_logits = forward_logits(model, seqs, [None] * 3)
+    unsteered = actadd.generate(model, PROMPTS, max_new_tokens=8, seed=3, progress=False)
+    for positions, vector in [("front", v), ("back", v), ("all", d)]:
+        steering = actadd.as_steering(vector)
+        assert torch.equal(forward_logits(model, seqs, [steering] * 3, positions), unsteered_logits), positions
+        steered = actadd.generate(model, PROMPTS, vector, positions=positions, max_new_tokens=8, seed=3, progress=False)
+        assert steered == unsteered, positions

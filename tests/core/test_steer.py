@@ -8,7 +8,7 @@ import torch
 
 import actadd
 from actadd.generation import forward_logits
-from tests.core.reference import PROMPTS, reference_greedy, reference_logits, token_ids
+from tests.core.reference import PAIRS, PROMPTS, DirectionHook, greedy, reference_greedy, reference_logits, token_ids
 
 
 @pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
@@ -29,11 +29,11 @@ def test_batched_steered_logits_match_hook_reference(fixture, request):
         torch.testing.assert_close(batched[i, : len(seqs[i])], ref, atol=1e-4, rtol=1e-4)
 
 
-def test_back_alignment_matches_reference(gpt2_random):
+def test_back_positions_match_reference(gpt2_random):
     model = gpt2_random
     v = actadd.steering_vector(model, " Love and joy", " Hate", layer=2, coeff=5.0)
     seqs = [token_ids(model, p) for p in PROMPTS]
-    logits = forward_logits(model, seqs, [actadd.as_steering(v)] * len(seqs), alignment="back")
+    logits = forward_logits(model, seqs, [actadd.as_steering(v)] * len(seqs), positions="back")
     for i, p in enumerate(PROMPTS):
         ref = reference_logits(model, p, [(2, v.vector, len(seqs[i]) - v.k)])
         torch.testing.assert_close(logits[i, : len(seqs[i])], ref, atol=1e-5, rtol=0)
@@ -110,6 +110,82 @@ def test_vectors_of_different_lengths_steer_together(gpt2_random):
     for i, prompt in enumerate(PROMPTS):
         ref = reference_logits(model, prompt, [(1, short.vector, 0), (1, long.vector, 0), (3, other.vector, 0)])
         torch.testing.assert_close(logits[i, : len(seqs[i])], ref, atol=1e-4, rtol=0)
+
+
+# --- positions="all": a [d_model] direction at every position after the start token
+
+
+@pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
+def test_all_positions_match_the_mask_hook_reference(fixture, request):
+    """In one right-padded scoring pass and in the user's own left-padded trace, every row equals
+    the reference that adds the direction wherever the mask says its tokens are, but its first."""
+    model = request.getfixturevalue(fixture)
+    d = actadd.mean_difference(model, PAIRS, layer=2, relative_norm=4.0)
+    seqs = [token_ids(model, p) for p in PROMPTS]
+    scored = forward_logits(model, seqs, [actadd.as_steering(d)] * len(seqs), "all")
+    inputs = actadd.tokenize(model, PROMPTS)
+    with torch.no_grad(), model.trace(inputs):
+        actadd.apply(model, d, positions="all")
+        traced = model.output.logits.save()
+    width = inputs["input_ids"].shape[1]
+    for i, seq in enumerate(seqs):
+        with torch.no_grad(), DirectionHook(model, 2, d.vector) as hook:
+            ref = model._module(torch.tensor([seq])).logits[0]
+        assert hook.seen == [len(seq) - 1]
+        torch.testing.assert_close(scored[i, : len(seq)], ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(traced[i, width - len(seq) :], ref, atol=1e-4, rtol=1e-4)
+    assert (scored - forward_logits(model, seqs, [None] * len(seqs))).abs().max() > 0.1  # the direction steers
+
+
+def test_apply_all_in_your_own_generate_steers_every_token_once(gpt2_random):
+    """The step loop of apply's docstring, on a left-padded batch: token for token the reference
+    greedy loop that steers the prompt pass after the start token and each decoded token."""
+    model = gpt2_random
+    d = actadd.mean_difference(model, PAIRS, layer=2, relative_norm=4.0)
+    prompts, n = PROMPTS[:2], 6
+    inputs = actadd.tokenize(model, prompts)
+    info = actadd.model_info(model)
+    with (
+        torch.no_grad(),
+        model.generate(max_new_tokens=n, do_sample=False, pad_token_id=info.pad_token_id, eos_token_id=None) as tracer,
+    ):
+        with tracer.invoke(inputs):
+            for _ in tracer.iter[:n]:
+                actadd.apply(model, d, positions="all")
+        with tracer.invoke():
+            out = tracer.result.save()
+    width = inputs["input_ids"].shape[1]
+    changed = False
+    for i, prompt in enumerate(prompts):
+        with DirectionHook(model, 2, d.vector) as hook:
+            ref = greedy(model, token_ids(model, prompt), n, stop=False)
+        assert hook.seen == [len(token_ids(model, prompt)) - 1] + [1] * (n - 1)
+        assert out[i, width:].tolist() == ref
+        changed |= ref != greedy(model, token_ids(model, prompt), n, stop=False)
+    assert changed  # the direction changed the greedy text
+
+
+def test_positions_refuse_the_wrong_kind_of_vector(gpt2_random):
+    model = gpt2_random
+    v = actadd.steering_vector(model, " Love", " Hate", layer=1, coeff=4.0)
+    d = actadd.mean_difference(model, PAIRS, layer=1)
+    seqs = [token_ids(model, p) for p in PROMPTS]
+    with pytest.raises(ValueError, match=r"\[k, d_model\] ActAdd vector.*pass positions='front' \(the paper's\)"):
+        forward_logits(model, seqs, [actadd.as_steering(v)] * 3, "all")
+    with pytest.raises(ValueError, match=r"one \[d_model\] direction.*pass positions='all'"):
+        actadd.generate(model, "Hello there", d, max_new_tokens=2, progress=False)
+    with pytest.raises(ValueError, match=r"one \[d_model\] direction.*pass positions='all'"):
+        actadd.logprobs(model, ["Hello there"], d, positions="back")
+    with pytest.raises(ValueError, match="positions must be 'front' .ActAdd's., 'back' or 'all'.*got 'middle'"):
+        actadd.generate(model, "Hello there", v, positions="middle", max_new_tokens=2, progress=False)
+    inputs = actadd.tokenize(model, PROMPTS[0])
+    with pytest.raises(ValueError, match=r"computes 1 of \d+ positions \(a decode step with the KV cache\)"):
+        with torch.no_grad(), model.generate(max_new_tokens=3, pad_token_id=0) as tracer:
+            with tracer.invoke(inputs):
+                for _ in tracer.iter[:3]:
+                    actadd.apply(model, v)
+            with tracer.invoke():
+                tracer.result.save()
 
 
 def test_apply_outside_a_trace_says_where_to_call_it(gpt2_random):

@@ -5,8 +5,10 @@ padding; scoring right-pads, so every row starts at position 0. With ActAdd's
 ``positions="front"`` (or ``"back"``) only the prompt pass is steered: decode steps with the
 KV cache see one new token each and are left alone, as in the paper. With ``"all"`` a
 ``[d_model]`` direction is added at every prompt position after the start token and at each
-decoded token, once. Sampling draws every row from its own seeded generator, so a row's text
-depends on its seed, not on which other rows share its batch.
+decoded token, once. ``chat=True`` formats each prompt with the tokenizer's chat template and
+counts ActAdd's front positions from the user's content. Sampling draws every row from its
+own seeded generator, so a row's text depends on its seed, not on which other rows share its
+batch.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from actadd.checks import integer, is_int, real, strings
 from actadd.models import check_context, input_device, model_info
 from actadd.sampling import RowSampler, row_seeds
-from actadd.steer import Positions, add, additions, encode_prompt, left_pad, pad_to_vectors, row_steerings
+from actadd.steer import Encoded, Positions, add, additions, encode_prompt, left_pad, pad_to_vectors, row_steerings
 from actadd.vectors import Steerable, Steering, encode
 
 PenaltyCounts = Literal["completion", "prompt_and_completion"]
@@ -43,6 +45,7 @@ def generate(
     freq_penalty_counts: PenaltyCounts = "completion",
     batch_size: int = 32,
     positions: Positions = "front",
+    chat: bool = False,
     pad_prompts: bool = False,
     progress: bool = True,
     logits_processors: Sequence[LogitsProcessor] = (),
@@ -55,9 +58,11 @@ def generate(
     ``temperature=0`` decodes greedily. ``positions`` is where each vector is added (see
     :mod:`actadd.steer`): ``"front"``, ActAdd's, puts a ``[k, d_model]`` vector on each prompt's
     first ``k`` tokens in the prompt pass only; ``"all"`` adds a ``[d_model]`` direction at every
-    prompt position after the start token and at every decoded token.
+    prompt position after the start token and at every decoded token. ``chat=True`` formats each
+    prompt as a user turn of the tokenizer's chat template, with the assistant's generation
+    prompt after it; a front vector's row ``j >= 1`` then lands on the content's ``j``-th token.
     A prompt shorter than a vector is an error unless ``pad_prompts``, which inserts space
-    tokens after the start token, as the original code.
+    tokens after the start token (before a chat prompt's content), as the original code.
     ``logits_processors`` run on each step's logits before the sampler (e.g. a decoding-time
     baseline such as ``actadd.studies.harness.baselines.PrefixContrast``), so the same seeded draws apply.
     ``freq_penalty_counts`` is ``"completion"`` (OpenAI's rule) or ``"prompt_and_completion"``
@@ -86,7 +91,7 @@ def generate(
 
     info = model_info(model)
     rows = row_steerings(len(prompts), vectors, row_vectors)
-    encoded = [encode_prompt(model, p) for p in prompts]
+    encoded = [encode_prompt(model, p, chat=chat) for p in prompts]
     if pad_prompts:
         encoded = [pad_to_vectors(e, s, info.space_token_id) for e, s in zip(encoded, rows)]
     check_context([e.ids for e in encoded], info, max_new_tokens)
@@ -183,6 +188,7 @@ def logprobs(
     row_vectors: Sequence[Steerable | None] | None = None,
     batch_size: int = 16,
     positions: Positions = "front",
+    chat: bool = False,
     progress: bool = False,
 ) -> list[torch.Tensor]:
     """Log-probability of each token of each text, under the steered or unsteered model.
@@ -190,7 +196,9 @@ def logprobs(
     Each sequence is ``[start token] + context + text``, with the steering placed on the
     whole sequence; returned per text: a 1D float32 tensor ``[n_text_tokens]`` on the CPU,
     the log-prob of each text token given everything before it. Tokenising context and text
-    separately keeps the boundary exact.
+    separately keeps the boundary exact. With ``chat=True`` each context is the user's turn of
+    the chat template and each text the assistant's reply after the generation prompt (as
+    ``generate(..., chat=True)`` samples it), front positions counted from the context's content.
     ``positions`` is as in :func:`generate`.
     """
     texts = strings(texts, "texts")
@@ -198,9 +206,13 @@ def logprobs(
         contexts = strings(contexts, "contexts")
         if len(contexts) != len(texts):
             raise ValueError(f"got {len(contexts)} contexts for {len(texts)} texts: give one context per text")
-    context_ids = [encode(model, c) for c in contexts] if contexts is not None else [encode(model, "")] * len(texts)
+    if chat and contexts is None:
+        raise ValueError("chat=True scores each text as the assistant's reply to its context: give contexts")
+    prompts = [encode_prompt(model, c, chat=chat) for c in contexts or [""] * len(texts)]
+    context_ids = [p.ids for p in prompts]
     text_ids = [encode(model, t, start=False) for t in texts]
     sequences = [c + t for c, t in zip(context_ids, text_ids)]
+    spans = _spans(prompts, chat)
     rows = row_steerings(len(texts), vectors, row_vectors)
     check_context(sequences, model_info(model))
 
@@ -208,7 +220,7 @@ def logprobs(
     # of the cost for a big vocabulary); sequences are batched by length to waste no padding.
     first_scored = [len(c) - 1 for c in context_ids]
     scores: dict[int, torch.Tensor] = {}
-    batches = _batched_logits(model, sequences, rows, None, first_scored, batch_size, positions, progress)
+    batches = _batched_logits(model, sequences, rows, spans, first_scored, batch_size, positions, progress)
     for batch, logits, offset in batches:
         for j, i in enumerate(batch):
             first, last = len(context_ids[i]), len(sequences[i])
@@ -225,18 +237,22 @@ def next_token_logprobs(
     *,
     batch_size: int = 16,
     positions: Positions = "front",
+    chat: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
     """Log-probabilities of the token after each prompt: ``[n_prompts, vocab]`` on the CPU.
 
-    ``positions`` is as in :func:`generate`."""
+    ``positions`` and ``chat`` are as in :func:`generate` (with ``chat``, the first token of
+    the assistant's reply)."""
     prompts = strings(prompts, "prompts")
-    sequences = [encode(model, p) for p in prompts]
+    encoded = [encode_prompt(model, p, chat=chat) for p in prompts]
+    sequences = [e.ids for e in encoded]
+    spans = _spans(encoded, chat)
     rows = row_steerings(len(prompts), vectors, None)
     check_context(sequences, model_info(model))
     out: dict[int, torch.Tensor] = {}
     last = [len(s) - 1 for s in sequences]
-    for batch, logits, offset in _batched_logits(model, sequences, rows, None, last, batch_size, positions, progress):
+    for batch, logits, offset in _batched_logits(model, sequences, rows, spans, last, batch_size, positions, progress):
         for j, i in enumerate(batch):
             out[i] = logits[j, last[i] - offset].float().log_softmax(-1).cpu()
     return torch.stack([out[i] for i in range(len(prompts))])
@@ -303,3 +319,9 @@ def _batched_logits(
             keep_last=seq_len - offset,
         )
         yield batch, logits, offset
+
+
+def _spans(prompts: Sequence[Encoded], chat: bool) -> list[tuple[int, int]] | None:
+    """Where front and back vectors go in each scored sequence: the whole sequence for plain
+    prompts (None), a chat prompt's content for chat ones."""
+    return [(p.first, p.end) for p in prompts] if chat else None

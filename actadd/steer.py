@@ -46,7 +46,9 @@ Positions = Literal["front", "back", "all"]
 class Encoded:
     """A prompt's token ids, and the tokens ``ids[first:end]`` a front or back vector may cover.
 
-    Row 0 of a front vector lands on ``ids[first]``, the start token.
+    Row 0 of a front vector lands on ``ids[first]``: the start token of a plain prompt
+    (``first`` 0), or the token before the user's content in a chat prompt, so that row
+    ``j >= 1`` lands on the ``j``-th token of the content either way.
     """
 
     ids: list[int]
@@ -54,10 +56,47 @@ class Encoded:
     end: int
 
 
-def encode_prompt(model: TransformersModel, text: str) -> Encoded:
-    """``text`` as token ids: the model's start token then the text."""
-    ids = encode(model, text)
-    return Encoded(ids, 0, len(ids))
+def encode_prompt(model: TransformersModel, text: str, *, chat: bool = False) -> Encoded:
+    """``text`` as token ids: the model's start token then the text, or with ``chat`` the
+    tokenizer's chat template around it (a user turn, then the assistant's generation prompt).
+
+    The template's pieces and the content are tokenised apart, so the content's tokens are
+    exactly the text's own and the boundary is known, whatever the template puts around it.
+    """
+    if not chat:
+        ids = encode(model, text)
+        return Encoded(ids, 0, len(ids))
+    prefix, content, suffix = _chat_parts(model, text)
+    tokenizer = model.tokenizer
+    before = tokenizer(prefix, add_special_tokens=False).input_ids
+    inside = tokenizer(content, add_special_tokens=False).input_ids
+    after = tokenizer(suffix, add_special_tokens=False).input_ids
+    return Encoded([*before, *inside, *after], len(before) - 1, len(before) + len(inside))
+
+
+def _chat_parts(model: TransformersModel, text: str) -> tuple[str, str, str]:
+    """The chat template's text before the user's content, the content as the template writes it, and the rest."""
+    tokenizer = model.tokenizer
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"{model_info(model).name!r} has no chat template (its tokenizer's chat_template is unset): pass "
+            "chat=False for plain prompts, or set tokenizer.chat_template to the instruct model's template"
+        )
+
+    def render(content: str) -> str:
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+
+    marker = "\x00actadd-content\x00"  # found nowhere else in a template
+    prefix, found, suffix = render(marker).partition(marker)
+    whole = render(text)
+    if not found or marker in suffix or not prefix or not (whole.startswith(prefix) and whole.endswith(suffix)):
+        raise ValueError(
+            f"the chat template of {model_info(model).name!r} does not put the user's content once between fixed "
+            "text, so where its tokens start cannot be known: pass chat=False and format the prompts yourself"
+        )
+    return prefix, whole[len(prefix) : len(whole) - len(suffix)], suffix
 
 
 def tokenize(model: TransformersModel, prompts: str | Sequence[str]) -> dict[str, torch.Tensor]:
@@ -132,8 +171,8 @@ def row_steerings(
 
 
 def pad_to_vectors(prompt: Encoded, steering: Steering | None, space_token_id: int) -> Encoded:
-    """Insert space tokens after ``prompt.first`` (the start token) until its steerable span is
-    as long as its longest ActAdd vector."""
+    """Insert space tokens after ``prompt.first`` (the start token, or the token before a chat
+    prompt's content) until its steerable span is as long as its longest ActAdd vector."""
     k = max((v.k for v in steering or () if isinstance(v, SteeringVector)), default=0)
     missing = k - (prompt.end - prompt.first)
     if missing <= 0:
@@ -199,8 +238,9 @@ def additions(
             first, end = (0, lengths[i]) if spans is None else spans[i]
             if end - first < v.k:
                 raise ValueError(
-                    f"prompt {i} has {end - first} tokens from the one under row 0 (the start token), shorter "
-                    f"than the {v.k}-token vector {v.p_plus!r} - {v.p_minus!r}: lengthen it or pass pad_prompts=True"
+                    f"prompt {i} has {end - first} tokens from the one under row 0 (the start token, or the token "
+                    f"before a chat prompt's content), shorter than the {v.k}-token vector {v.p_plus!r} - "
+                    f"{v.p_minus!r}: lengthen it or pass pad_prompts=True"
                 )
             offset = int(first_token[i]) + (first if positions == "front" else end - v.k)
             at(v.layer)[i, offset : offset + v.k] += v.vector.to(device, dtype)

@@ -3,6 +3,8 @@ against unbatched and c = 0 against unsteered."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -260,3 +262,97 @@ def test_coefficient_zero_equals_unsteered_for_every_positions_mode(fixture, req
         assert torch.equal(forward_logits(model, seqs, [steering] * 3, positions), unsteered_logits), positions
         steered = actadd.generate(model, PROMPTS, vector, positions=positions, max_new_tokens=8, seed=3, progress=False)
         assert steered == unsteered, positions
+
+
+# --- Chat prompts: the tokenizer's chat template, front positions from the user's content
+
+# A template of the instruct kind (a fixed system turn, the user's turn, the assistant's prompt).
+TINY_TEMPLATE = (
+    "<|endoftext|>System: be brief.\n"
+    "{% for message in messages %}{{ message['role'] | capitalize }}:\n{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def gpt2_chat(gpt2_tokenizer):
+    """A tiny random GPT-2 whose tokenizer has a chat template."""
+    tokenizer = copy.deepcopy(gpt2_tokenizer)
+    tokenizer.chat_template = TINY_TEMPLATE
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=256, vocab_size=len(tokenizer))
+    return actadd.wrap_model(GPT2LMHeadModel(config), tokenizer, name="gpt2-chat")
+
+
+def _chat_reference_ids(model, prompt: str) -> tuple[list[int], int]:
+    """The chat-formatted prompt tokenised whole, and where the content's own tokens start in it."""
+    text = model.tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+    ids = model.tokenizer(text, add_special_tokens=False).input_ids
+    content = model.tokenizer(prompt, add_special_tokens=False).input_ids
+    starts = [j for j in range(len(ids)) if ids[j : j + len(content)] == content]
+    assert len(starts) == 1, "the content's tokens appear once in the formatted prompt"
+    return ids, starts[0]
+
+
+@pytest.mark.parametrize("fixture", ["gpt2_chat", "smol"])
+def test_chat_front_lands_on_the_content_tokens(fixture, request):
+    """Row j >= 1 of the vector on the content's j-th token, row 0 on the token before it: the
+    greedy text and the scores equal the hook reference at those positions."""
+    model = request.getfixturevalue(fixture)
+    v = actadd.steering_vector(model, " weddings and brides", " the", layer=2, coeff=6.0)
+    greedy_args = dict(temperature=0, freq_penalty=0, max_new_tokens=6, progress=False)
+    texts = actadd.generate(model, PROMPTS, v, chat=True, **greedy_args)
+    for prompt, text in zip(PROMPTS, texts):
+        ids, content = _chat_reference_ids(model, prompt)
+        hook = AddHook(model, 2, v.vector, offset=content - 1)
+        try:
+            ref = greedy(model, ids, 6)
+        finally:
+            hook.handle.remove()
+        assert text == model.tokenizer.decode(ref, skip_special_tokens=True)
+        reply = model.tokenizer(" I do.", add_special_tokens=False).input_ids
+        scored = actadd.logprobs(model, [" I do."], v, contexts=[prompt], chat=True)[0]
+        hook = AddHook(model, 2, v.vector, offset=content - 1)
+        try:
+            with torch.no_grad():
+                logits = model._module(torch.tensor([ids + reply])).logits[0]
+        finally:
+            hook.handle.remove()
+        ref_scores = logits[len(ids) - 1 : -1].log_softmax(-1).gather(1, torch.tensor(reply)[:, None]).squeeze(1)
+        torch.testing.assert_close(scored, ref_scores, atol=1e-4, rtol=1e-4)
+    assert texts != actadd.generate(model, PROMPTS, chat=True, **greedy_args)  # the vector steers
+    assert texts != actadd.generate(model, PROMPTS, v, **greedy_args)  # and chat formatting changes the text
+
+
+def test_chat_pads_before_the_content_and_plain_prompts_stay_the_default(gpt2_chat):
+    model = gpt2_chat
+    v = actadd.steering_vector(model, " one two three four five six", "", layer=1, coeff=2.0)
+    with pytest.raises(ValueError, match="shorter than the 7-token vector"):
+        actadd.generate(model, "Hi", v, chat=True, max_new_tokens=2, progress=False)
+    padded = actadd.generate(
+        model, "Hi", v, chat=True, pad_prompts=True, temperature=0, freq_penalty=0, max_new_tokens=3, progress=False
+    )
+    ids, content = _chat_reference_ids(model, "Hi")
+    space = model.tokenizer(" ").input_ids[0]
+    ids = ids[:content] + [space] * 5 + ids[content:]  # 6 rows after row 0 cover 5 spaces and "Hi"
+    hook = AddHook(model, 1, v.vector, offset=content - 1)
+    try:
+        ref = greedy(model, ids, 3)
+    finally:
+        hook.handle.remove()
+    assert padded == [model.tokenizer.decode(ref, skip_special_tokens=True)]
+    plain = actadd.generate(model, "Hello there", temperature=0, freq_penalty=0, max_new_tokens=3, progress=False)
+    assert plain == [
+        model.tokenizer.decode(greedy(model, token_ids(model, "Hello there"), 3), skip_special_tokens=True)
+    ]
+
+
+def test_chat_needs_a_chat_template_and_a_context_to_score(gpt2_random, gpt2_chat):
+    with pytest.raises(ValueError, match=r"'gpt2-random' has no chat template.*chat=False"):
+        actadd.generate(gpt2_random, "Hello there", chat=True, max_new_tokens=2, progress=False)
+    with pytest.raises(ValueError, match="no chat template"):
+        actadd.logprobs(gpt2_random, [" I do."], contexts=["Hello"], chat=True)
+    with pytest.raises(ValueError, match="chat=True scores each text as the assistant's reply to its context"):
+        actadd.logprobs(gpt2_chat, [" I do."], chat=True)

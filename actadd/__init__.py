@@ -1,7 +1,7 @@
 """Activation Addition (ActAdd): steer a language model by adding the difference of two
 prompts' residual streams to its forward pass (Turner et al., arXiv 2308.10248), on nnsight.
 
-The core needs only torch, nnsight, transformers, safetensors, numpy and tqdm. The studies
+The core needs only torch, nnsight, transformers, safetensors, numpy, tqdm and gguf. The studies
 (data, metrics, scorers, runner, report, explorer) are :mod:`actadd.studies`, installed with
 ``pip install 'actadd[studies]'``; this package never imports them.
 """
@@ -9,6 +9,7 @@ The core needs only torch, nnsight, transformers, safetensors, numpy and tqdm. T
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from actadd.control_vectors import export_gguf, import_gguf
 from actadd.embedded import EMBEDDED_MODELS
 from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs
 from actadd.models import (
@@ -56,8 +57,10 @@ __all__ = [
     "apply",
     "as_steering",
     "encode",
+    "export_gguf",
     "generate",
     "generate_sweep",
+    "import_gguf",
     "load_model",
     "logprobs",
     "mean_difference",

@@ -7,7 +7,7 @@
   cache the decode steps are not steered again: they attend to the steered keys and values.
 - ``"back"``: the same rows on the row's last ``k`` tokens, in the prompt pass only.
 - ``"all"``: a ``[d_model]`` direction at every position after the row's start token, in
-  the prompt pass and at every token decoded after it (CAA's and repeng's way of steering).
+  the prompt pass and at every token decoded after it (how CAA and repeng add directions).
 
 Every placement is shifted by the row's own padding (read from the attention mask), so a
 padded batch steers every row at its own tokens, and padding is never steered. Use
@@ -122,7 +122,7 @@ def apply(
     row should begin with the model's start token, as :func:`tokenize` makes it.
 
     It steers the forward pass it is called in. In a generate body that is the prompt pass,
-    all that ``"front"`` and ``"back"`` (ActAdd's) steer. To steer every decoded token too,
+    all that ``"front"`` (ActAdd's) and ``"back"`` steer. To steer every decoded token too,
     call it with ``positions="all"`` at every step, in its own invoke, and read the result
     in another (nnsight runs nothing after a step loop in the same invoke)::
 

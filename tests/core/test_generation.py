@@ -4,6 +4,7 @@ against unbatched and c = 0 against unsteered."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -171,6 +172,14 @@ def test_generation_stops_at_the_document_separator(gpt2_tokenizer):
     info = actadd.model_info(model)
     assert info.start_token_id in info.stop_token_ids
     assert actadd.generate(model, ["Hello there", "Hi"], max_new_tokens=5, temperature=0, progress=False) == ["", ""]
+    # Steering every step, a batch that stops before max_new_tokens ends its step loop early, silently.
+    direction = actadd.mean_difference(model, PAIRS, layer=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        texts = actadd.generate(
+            model, ["Hello there", "Hi"], direction, positions="all", max_new_tokens=5, progress=False
+        )
+    assert texts == ["", ""]
 
 
 # --- Bad input: a clear ValueError naming the value

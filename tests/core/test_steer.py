@@ -8,7 +8,16 @@ import torch
 
 import actadd
 from actadd.generation import forward_logits
-from tests.core.reference import PAIRS, PROMPTS, DirectionHook, greedy, reference_greedy, reference_logits, token_ids
+from tests.core.reference import (
+    PAIRS,
+    PROMPTS,
+    DirectionHook,
+    block,
+    greedy,
+    reference_greedy,
+    reference_logits,
+    token_ids,
+)
 
 
 @pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
@@ -138,30 +147,47 @@ def test_all_positions_match_the_mask_hook_reference(fixture, request):
 
 
 def test_apply_all_in_your_own_generate_steers_every_token_once(gpt2_random):
-    """The step loop of apply's docstring, on a left-padded batch: token for token the reference
-    greedy loop that steers the prompt pass after the start token and each decoded token."""
+    """The step loop of apply's docstring, on a left-padded batch: token for token, and block
+    inputs downstream of the addition step by step, the reference greedy loop that steers the
+    prompt pass after the start token and each decoded token."""
     model = gpt2_random
     d = actadd.mean_difference(model, PAIRS, layer=2, relative_norm=4.0)
     prompts, n = PROMPTS[:2], 6
     inputs = actadd.tokenize(model, prompts)
     info = actadd.model_info(model)
-    with (
-        torch.no_grad(),
-        model.generate(max_new_tokens=n, do_sample=False, pad_token_id=info.pad_token_id, eos_token_id=None) as tracer,
-    ):
-        with tracer.invoke(inputs):
-            for _ in tracer.iter[:n]:
-                actadd.apply(model, d, positions="all")
-        with tracer.invoke():
-            out = tracer.result.save()
+    seen: list[torch.Tensor] = []
+    handle = block(model, 3).register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    try:
+        with (
+            torch.no_grad(),
+            model.generate(
+                max_new_tokens=n, do_sample=False, pad_token_id=info.pad_token_id, eos_token_id=None
+            ) as tracer,
+        ):
+            with tracer.invoke(inputs):
+                for _ in tracer.iter[:n]:
+                    actadd.apply(model, d, positions="all")
+            with tracer.invoke():
+                out = tracer.result.save()
+    finally:
+        handle.remove()
     width = inputs["input_ids"].shape[1]
     changed = False
     for i, prompt in enumerate(prompts):
-        with DirectionHook(model, 2, d.vector) as hook:
-            ref = greedy(model, token_ids(model, prompt), n, stop=False)
-        assert hook.seen == [len(token_ids(model, prompt)) - 1] + [1] * (n - 1)
+        ids = token_ids(model, prompt)
+        ref_seen: list[torch.Tensor] = []
+        handle = block(model, 3).register_forward_pre_hook(lambda m, args, seen=ref_seen: seen.append(args[0].clone()))
+        try:
+            with DirectionHook(model, 2, d.vector) as hook:
+                ref = greedy(model, ids, n, stop=False)
+        finally:
+            handle.remove()
+        assert hook.seen == [len(ids) - 1] + [1] * (n - 1)
         assert out[i, width:].tolist() == ref
-        changed |= ref != greedy(model, token_ids(model, prompt), n, stop=False)
+        torch.testing.assert_close(seen[0][i, width - len(ids) :], ref_seen[0][0], atol=1e-4, rtol=1e-4)
+        for ours, theirs in zip(seen[1:], ref_seen[1:]):  # each decode step's one new token
+            torch.testing.assert_close(ours[i], theirs[0], atol=1e-4, rtol=1e-4)
+        changed |= ref != greedy(model, ids, n, stop=False)
     assert changed  # the direction changed the greedy text
 
 

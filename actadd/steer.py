@@ -1,22 +1,35 @@
-"""Adding steering vectors to the residual stream inside an nnsight trace.
+"""Adding steering vectors to the residual stream inside an nnsight trace: where, and when.
 
-Each vector goes to the input of its block, at the row's first ``k`` tokens ('front', the
-paper's alignment) or its last ``k`` ('back'), shifted by the row's own padding so that a
-padded batch steers every row at its own tokens. Use :func:`apply` in your own trace:
+``positions`` says where each vector goes, at the input of its block:
+
+- ``"front"`` (ActAdd's, the default): the ``k`` rows of a ``[k, d_model]`` vector on the
+  row's first ``k`` tokens, row 0 on the start token, in the prompt pass only. With the KV
+  cache the decode steps are not steered again: they attend to the steered keys and values.
+- ``"back"``: the same rows on the row's last ``k`` tokens, in the prompt pass only.
+- ``"all"``: a ``[d_model]`` direction at every position after the row's start token, in
+  the prompt pass and at every token decoded after it (how CAA and repeng add directions).
+
+Every placement is shifted by the row's own padding (read from the attention mask), so a
+padded batch steers every row at its own tokens, and padding is never steered. Use
+:func:`apply` in your own trace:
 
     inputs = actadd.tokenize(model, prompts)          # start token first, left-padded
     with torch.no_grad(), model.trace(inputs):
         actadd.apply(model, wedding)                  # before any read of a later block
         hidden = model.model.layers[20].output.save()
 
-Inside ``model.generate(...)`` the body applies to the prompt pass only, which is ActAdd's
-semantics: decode steps with the KV cache see the steered keys and values and are not
-steered again.
+Inside ``model.generate(...)`` the body binds to the prompt pass only, which is ActAdd's
+semantics. nnsight's steering tutorial adds a direction in a generate body and says it
+"fires on every generation step"; in nnsight 0.8 a statement in the body reaches the first
+forward only, and a direction added at each step is a different method from ActAdd's, which
+adds once to the prompt and lets the decoded tokens see it through the cache. To steer every
+step use ``positions="all"`` inside ``for step in tracer.iter[...]`` (see :func:`apply`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -24,9 +37,66 @@ from nnsight.modeling.transformers import TransformersModel
 
 from actadd.checks import strings
 from actadd.models import ModelInfo, blocks, input_device, model_info
-from actadd.vectors import Steerable, Steering, as_steering, check_model, encode
+from actadd.vectors import DirectionVector, Steerable, Steering, SteeringVector, as_steering, check_model, encode
 
-Alignment = Literal["front", "back"]
+Positions = Literal["front", "back", "all"]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A prompt's token ids, and the tokens ``ids[first:end]`` a front or back vector may cover.
+
+    Row 0 of a front vector lands on ``ids[first]``: the start token of a plain prompt
+    (``first`` 0), or the token before the user's content in a chat prompt, so that row
+    ``j >= 1`` lands on the ``j``-th token of the content either way.
+    """
+
+    ids: list[int]
+    first: int
+    end: int
+
+
+def encode_prompt(model: TransformersModel, text: str, *, chat: bool = False) -> Encoded:
+    """``text`` as token ids: the model's start token then the text, or with ``chat`` the
+    tokenizer's chat template around it (a user turn, then the assistant's generation prompt).
+
+    The template's pieces and the content are tokenised apart, so the content's tokens are
+    exactly the text's own and the boundary is known, whatever the template puts around it.
+    """
+    if not chat:
+        ids = encode(model, text)
+        return Encoded(ids, 0, len(ids))
+    prefix, content, suffix = _chat_parts(model, text)
+    tokenizer = model.tokenizer
+    before = tokenizer(prefix, add_special_tokens=False).input_ids
+    inside = tokenizer(content, add_special_tokens=False).input_ids
+    after = tokenizer(suffix, add_special_tokens=False).input_ids
+    return Encoded([*before, *inside, *after], len(before) - 1, len(before) + len(inside))
+
+
+def _chat_parts(model: TransformersModel, text: str) -> tuple[str, str, str]:
+    """The chat template's text before the user's content, the content as the template writes it, and the rest."""
+    tokenizer = model.tokenizer
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"{model_info(model).name!r} has no chat template (its tokenizer's chat_template is unset): pass "
+            "chat=False for plain prompts, or set tokenizer.chat_template to the instruct model's template"
+        )
+
+    def render(content: str) -> str:
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+
+    marker = "\x00actadd-content\x00"  # found nowhere else in a template
+    prefix, found, suffix = render(marker).partition(marker)
+    whole = render(text)
+    if not found or marker in suffix or not prefix or not (whole.startswith(prefix) and whole.endswith(suffix)):
+        raise ValueError(
+            f"the chat template of {model_info(model).name!r} does not put the user's content once between fixed "
+            "text, so where its tokens start cannot be known: pass chat=False and format the prompts yourself"
+        )
+    return prefix, whole[len(prefix) : len(whole) - len(suffix)], suffix
 
 
 def tokenize(model: TransformersModel, prompts: str | Sequence[str]) -> dict[str, torch.Tensor]:
@@ -42,32 +112,48 @@ def apply(
     vectors: Steerable | None = None,
     *,
     row_vectors: Sequence[Steerable | None] | None = None,
-    alignment: Alignment = "front",
+    positions: Positions = "front",
 ) -> None:
     """Inside your own ``model.trace(...)`` or ``model.generate(...)`` body: steer the forward pass.
 
     ``vectors`` steers every row; ``row_vectors`` gives one steering (or None) per row. Where
-    each row's tokens are is read from the trace's attention mask (left or right padding,
+    each row's tokens are is read from the forward's attention mask (left or right padding,
     or none), so call this first in the body, before reading any block's activations. Each
     row should begin with the model's start token, as :func:`tokenize` makes it.
+
+    It steers the forward pass it is called in. In a generate body that is the prompt pass,
+    all that ``"front"`` (ActAdd's) and ``"back"`` steer. To steer every decoded token too,
+    call it with ``positions="all"`` at every step, in its own invoke, and read the result
+    in another (nnsight runs nothing after a step loop in the same invoke)::
+
+        with model.generate(max_new_tokens=20) as tracer:
+            with tracer.invoke(inputs):
+                for step in tracer.iter[:20]:
+                    actadd.apply(model, direction, positions="all")
+            with tracer.invoke():
+                tokens = tracer.result.save()
+
+    With the KV cache each step computes only its new token, so every token is steered
+    exactly once.
     """
+    if not model.interleaver.interleaving:
+        raise ValueError(
+            "actadd.apply steers a forward pass as it runs: call it inside a `with model.trace(...):` or "
+            "`with model.generate(...):` body, before reading any block"
+        )
     _, kwargs = model.inputs
     input_ids = kwargs["input_ids"]
+    batch, width = input_ids.shape
     mask = kwargs.get("attention_mask")
-    batch, seq_len = input_ids.shape
     if mask is None:
-        starts, lengths = [0] * batch, [seq_len] * batch
-    else:
-        lengths = [int(n) for n in mask.sum(dim=1).tolist()]
-        # The first real token of each row: after its left padding, or at 0 with right padding.
-        starts = [int(i) for i in mask.int().argmax(dim=1).tolist()]
+        # transformers leaves out the mask of an unpadded batch, even in a decode step: the
+        # tokens before this forward (in the KV cache) are then counted by its first position id.
+        position_ids = kwargs.get("position_ids")
+        past = 0 if position_ids is None else int(position_ids[0, 0])
+        mask = torch.ones(batch, past + width, dtype=torch.long, device=input_ids.device)
     rows = row_steerings(batch, vectors, row_vectors)
-    add(
-        model,
-        additions(
-            rows, starts, lengths, seq_len, model_info(model), alignment, device=input_ids.device, dtype=model.dtype
-        ),
-    )
+    added = additions(rows, mask, model_info(model), positions, width=width, device=input_ids.device, dtype=model.dtype)
+    add(model, added)
 
 
 def row_steerings(
@@ -84,49 +170,99 @@ def row_steerings(
     return [None if v is None else as_steering(v) for v in row_vectors]
 
 
-def pad_to_vectors(ids: list[int], steering: Steering | None, space_token_id: int) -> list[int]:
-    """Insert space tokens after the start token until the prompt is as long as its longest vector."""
-    k = max((v.k for v in steering), default=0) if steering else 0
-    return [ids[0], *[space_token_id] * (k - len(ids)), *ids[1:]] if len(ids) < k else ids
+def pad_to_vectors(prompt: Encoded, steering: Steering | None, space_token_id: int) -> Encoded:
+    """Insert space tokens after ``prompt.first`` (the start token, or the token before a chat
+    prompt's content) until its steerable span is as long as its longest ActAdd vector."""
+    k = max((v.k for v in steering or () if isinstance(v, SteeringVector)), default=0)
+    missing = k - (prompt.end - prompt.first)
+    if missing <= 0:
+        return prompt
+    at = prompt.first + 1
+    ids = [*prompt.ids[:at], *[space_token_id] * missing, *prompt.ids[at:]]
+    return Encoded(ids, prompt.first, prompt.end + missing)
 
 
 def additions(
     rows: Sequence[Steering | None],
-    starts: Sequence[int],
-    lengths: Sequence[int],
-    seq_len: int,
+    mask: torch.Tensor,
     info: ModelInfo,
-    alignment: Alignment,
+    positions: Positions,
     *,
+    spans: Sequence[tuple[int, int]] | None = None,
+    width: int | None = None,
     device: torch.device,
     dtype: torch.dtype,
 ) -> dict[int, torch.Tensor]:
-    """The tensor to add at each steered layer's input: ``{layer: [batch, seq_len, d_model]}``.
+    """The tensor to add at each steered layer's input: ``{layer: [batch, width, d_model]}``.
 
-    Row ``i``'s tokens occupy positions ``starts[i] .. starts[i] + lengths[i] - 1`` of the
-    padded batch; each of its vectors is placed at the row's own first (front) or last
-    (back) ``k`` tokens, so padding does not shift the steering.
+    ``mask`` ``[batch, total]`` is the attention mask of the sequences so far (1 on a row's
+    tokens, 0 on its padding); the forward computes its last ``width`` columns (default all:
+    the prompt pass; 1: a decode step with the KV cache). ``spans[i]`` is ``(first, end)`` of
+    the tokens of row ``i`` a front or back vector may cover, counted from the row's first
+    token (default: all of them, ``(0, length)``). ActAdd vectors go on a span's first ``k``
+    (front) or last ``k`` (back) tokens, in the prompt pass only; directions (``"all"``) on
+    every computed position after each row's first token.
     """
-    if alignment not in ("front", "back"):
-        raise ValueError(f"alignment must be 'front' or 'back', got {alignment!r}")
+    if positions not in ("front", "back", "all"):
+        raise ValueError(
+            f"positions must be 'front' (ActAdd's), 'back' or 'all' (a [d_model] direction at every position), "
+            f"got {positions!r}"
+        )
+    batch, total = mask.shape
+    width = total if width is None else width
+    mask = mask.to(device).bool()
+    first_token = mask.int().argmax(dim=1)  # after the row's left padding, or 0 with right padding
+    lengths = mask.sum(dim=1).tolist()
     added: dict[int, torch.Tensor] = {}
+
+    def at(layer: int) -> torch.Tensor:
+        if layer not in added:
+            added[layer] = torch.zeros(batch, width, info.d_model, device=device, dtype=dtype)
+        return added[layer]
+
     for i, steering in enumerate(rows):
         for v in steering or ():
             check_model(v, info)
-            if lengths[i] < v.k:
+            _check_positions(v, positions)
+            if isinstance(v, DirectionVector):
+                # Every computed position of the row's tokens but its first (the start token).
+                steered = mask[i] & (torch.arange(total, device=device) > first_token[i])
+                at(v.layer)[i] += steered[total - width :, None] * v.vector.to(device, dtype)
+                continue
+            if width != total:
                 raise ValueError(
-                    f"prompt {i} has {lengths[i]} tokens (with the start token), shorter than the {v.k}-token "
-                    f"vector {v.p_plus!r} - {v.p_minus!r}: lengthen it or pass pad_prompts=True"
+                    f"positions={positions!r} places {v.label} on the prompt, but this forward computes {width} of "
+                    f"{total} positions (a decode step with the KV cache): steer the prompt pass (outside a "
+                    "tracer.iter loop), or add a [d_model] direction with positions='all'"
                 )
-            offset = starts[i] + (0 if alignment == "front" else lengths[i] - v.k)
-            if v.layer not in added:
-                added[v.layer] = torch.zeros(len(rows), seq_len, info.d_model, device=device, dtype=dtype)
-            added[v.layer][i, offset : offset + v.k] += v.vector.to(device, dtype)
+            first, end = (0, lengths[i]) if spans is None else spans[i]
+            if end - first < v.k:
+                raise ValueError(
+                    f"prompt {i} has {end - first} tokens from the one under row 0 (the start token, or the token "
+                    f"before a chat prompt's content), shorter than the {v.k}-token vector {v.p_plus!r} - "
+                    f"{v.p_minus!r}: lengthen it or pass pad_prompts=True"
+                )
+            offset = int(first_token[i]) + (first if positions == "front" else end - v.k)
+            at(v.layer)[i, offset : offset + v.k] += v.vector.to(device, dtype)
     return added
 
 
+def _check_positions(v: SteeringVector | DirectionVector, positions: Positions) -> None:
+    """A ``[k, d_model]`` ActAdd vector goes front or back, a ``[d_model]`` direction everywhere."""
+    if isinstance(v, DirectionVector) and positions != "all":
+        raise ValueError(
+            f"{v.label} is one [d_model] direction, added at every position: pass positions='all' "
+            f"(positions={positions!r} places the k rows of a [k, d_model] ActAdd vector)"
+        )
+    if isinstance(v, SteeringVector) and positions == "all":
+        raise ValueError(
+            f"{v.label} is a [k, d_model] ActAdd vector, added once at k positions: pass positions='front' "
+            "(the paper's) or 'back'; positions='all' adds a [d_model] direction (actadd.mean_difference) everywhere"
+        )
+
+
 def add(model: TransformersModel, added: dict[int, torch.Tensor]) -> None:
-    """Inside a trace or the prompt pass of a generate: add to each block's input in place."""
+    """Inside a trace, or one step of a generate: add to each block's input in place."""
     layers = blocks(model)
     for layer, tensor in sorted(added.items()):
         resid = layers[layer].input

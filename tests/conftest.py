@@ -17,7 +17,12 @@ MODEL_FIXTURES = {"smol", "gemma"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        # A model fixture named in a parametrization, for the test to get by request.getfixturevalue.
+        if callspec is not None and "request" in names:
+            names |= {value for value in callspec.params.values() if isinstance(value, str)}
+        if MODEL_FIXTURES & names:
             item.add_marker(pytest.mark.slow)
 
 

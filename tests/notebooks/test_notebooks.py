@@ -9,22 +9,30 @@ import re
 import nbformat
 import pytest
 
-from actadd.studies.pipeline.runner import NOTEBOOKS, find_notebooks, run_notebooks
+from actadd.studies.pipeline.runner import find_notebooks, run_notebooks
 
-STUDIES = ["00_quickstart", "01_wedding_layers", "02_perplexity_relevance", "03_factual_recall", "06_overhead"]
+STUDIES = [path.stem for path in find_notebooks()]
 FIGURES = {
     "00_quickstart": "quickstart_layer_coeff_grid.png",
     "01_wedding_layers": "wedding_by_layer.png",
     "02_perplexity_relevance": "perplexity_by_relevance.png",
     "03_factual_recall": "factual_recall_pk.png",
+    "04_sentiment": "04_sentiment_comparison.png",
+    "05_detox": "05_detox_comparison.png",
     "06_overhead": "06_overhead_premium.png",
 }
+# The comparison studies' own tables, beside the claims every study writes.
+COMPARISON_TABLES = {
+    "04_sentiment": ["selection", "comparison", "paired_differences", "steerability", "scorer_accuracy",
+                     "scorer_agreement", "prompts"],
+    "05_detox": ["selection", "comparison", "paired_differences", "steerability", "toxicity_agreement", "prompts"],
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("studies")
-    return out, run_notebooks([NOTEBOOKS / f"{name}.ipynb" for name in STUDIES], profile="smoke", out=out)
+    return out, run_notebooks(find_notebooks(), profile="smoke", out=out)
 
 
 @pytest.mark.slow
@@ -45,6 +53,23 @@ def test_study_runs_and_judges_its_claims(smoke_run, study):
     assert (results / FIGURES[study]).is_file()
     report = (out / "report.md").read_text()
     assert "## Claims" in report and claims[0]["statement"] in report
+    assert (results / "claims.csv").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", list(COMPARISON_TABLES))
+def test_comparison_studies_write_selection_evaluation_and_judges(smoke_run, study):
+    out, _ = smoke_run
+    results = out / study
+    for name in COMPARISON_TABLES[study]:
+        assert (results / f"{name}.csv").stat().st_size > 0, name
+    assert len(list(results.glob("*.png"))) == 3  # selection, comparison, steerability
+    headline = json.loads((results / "headline.json").read_text())
+    record = json.loads((results / "claims.json").read_text())
+    assert all(claim["verdict"] != "not measured" for claim in record["claims"])
+    assert set(headline["headline"]["verdicts"]) == {claim["id"] for claim in record["claims"]}
+    assert headline["records"]["judges"]["agreement"]["n"] > 0
+    assert (results / "what_it_shows.md").read_text().startswith("Steered model:")
 
 
 @pytest.mark.parametrize("path", find_notebooks(), ids=lambda p: p.stem)

@@ -3,6 +3,7 @@ declared at open, outputs, phases, typed records, and the paper registry against
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import nbformat
 import pandas as pd
 import pytest
 
@@ -26,6 +28,7 @@ from actadd.studies.harness.study import (
     wedding_setting,
 )
 from actadd.studies.pipeline.publish import RESULTS
+from actadd.studies.pipeline.runner import NOTEBOOKS
 
 PARAMETERS = (
     'profile = "default"\nresults_dir = "r"\nlayer, norm = 14, 3.6\nseed = 0\ncolab_parameters = {"layer": 16}\n'
@@ -125,13 +128,29 @@ def test_a_later_study_reads_the_setting_01_chose_in_its_run(tmp_path):
     assert setting == WeddingSetting(10, 2.0) and source == "chosen by notebook 01 in this run"
 
 
+def _defaults(study: str) -> dict:
+    cell = next(c for c in nbformat.read(NOTEBOOKS / f"{study}.ipynb", as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))  # fmt: skip
+    values = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign):
+            for target, value in zip(node.targets[0].elts, node.value.elts) if isinstance(node.targets[0], ast.Tuple) \
+                    else [(node.targets[0], node.value)]:  # fmt: skip
+                values[target.id] = ast.literal_eval(value)
+    return values
+
+
 @pytest.mark.parametrize("claims_file", sorted(RESULTS.glob("*/*/*/claims.json")), ids=lambda p: str(p.parent))
 def test_the_registry_declares_exactly_what_the_committed_runs_declared(claims_file):
     """A claim's statement and criterion, once declared and run, stay as they are: the registry
     gives every committed claim back, word for word, from that run's parameters. (The metric's
     wording says how the interval is made, and may name a better method than the run used.)"""
     committed = json.loads(claims_file.read_text())
-    parameters = json.loads((claims_file.parent / "headline.json").read_text())["parameters"]
+    # the run's parameters, and the notebook's defaults for parameters added since (a new claim's margin)
+    parameters = {
+        **_defaults(committed["study"]),
+        **json.loads((claims_file.parent / "headline.json").read_text())["parameters"],
+    }
     registered = {c.id: c for c in paper.claims(committed["study"], parameters)}
     for claim in committed["claims"]:
         ours = registered[claim["id"]]

@@ -12,7 +12,14 @@
 
 from actadd.studies.data.corpora import fetch, read_labelled_sentiment
 from actadd.studies.data.hub import OFFLINE
-from actadd.studies.data.prompts import factual_cloze, sentiment_prompts, toxicity_prompts, web_text
+from actadd.studies.data.prompts import (
+    factual_cloze,
+    sentiment_prompts,
+    topic_pairs,
+    toxicity_pairs,
+    toxicity_prompts,
+    web_text,
+)
 
 __all__ = [
     "OFFLINE",
@@ -20,6 +27,8 @@ __all__ = [
     "fetch",
     "read_labelled_sentiment",
     "sentiment_prompts",
+    "topic_pairs",
+    "toxicity_pairs",
     "toxicity_prompts",
     "web_text",
 ]

@@ -27,6 +27,7 @@ from actadd.studies.data.corpora import (
 )
 from actadd.studies.data.hub import OFFLINE, HubSource, check_source, load_hub
 from actadd.studies.data.pools import (
+    CHALLENGING_TOXICITY,
     PASSAGE_WORDS,
     POOL_VERSION,
     TOXICITY_BINS,
@@ -38,6 +39,7 @@ from actadd.studies.data.pools import (
     cached_pool,
     sample_rows,
 )
+from actadd.studies.evaluation.text import WEDDING_WORDS, split_sentences, topic_word_count
 
 
 def _check_n(n: int | None) -> None:
@@ -286,3 +288,48 @@ def build_all() -> pd.DataFrame:
             }
         )
     return pd.DataFrame(report)
+
+
+# ---------------------------------------------------------------------------------------
+# Contrast pairs for the mean-difference method: texts of the studies' own data that no study
+# uses as a prompt.
+
+PAIR_SENTENCE_WORDS = (8, 40)
+
+
+def topic_pairs(n: int, seed: int = 0, words: Collection[str] = WEDDING_WORDS) -> list[tuple[str, str]]:
+    """``n`` pairs (a sentence with a topic word, a sentence of a passage without one) of 8-40
+    words from the offline web-text pool (:func:`web_text`), drawn by ``seed``."""
+    n = integer(n, "n", minimum=1)
+    pool = web_text(n=None, seed=seed, related_fraction=None).to_pandas()
+    low, high = PAIR_SENTENCE_WORDS
+    sides = []
+    for related in (True, False):
+        passages = pool[(pool["wedding_count"] > 0) == related]["text"]
+        sentences = [s for text in passages for s in split_sentences(text) if low <= len(s.split()) <= high
+                     and (topic_word_count(s, list(words)) > 0) == related]  # fmt: skip
+        if len(sentences) < n:
+            raise ValueError(
+                f"the pool has {len(sentences)} {'topic' if related else 'other'} sentences, fewer than n={n}"
+            )
+        sides.append(list(np.random.default_rng(seed).choice(sentences, size=n, replace=False)))
+    return list(zip(*sides))
+
+
+def toxicity_pairs(
+    source: str = OFFLINE, n: int = 64, seed: int = 0, exclude: Collection[str] = ()
+) -> list[tuple[str, str]]:
+    """``n`` pairs (a non-toxic sentence, a toxic one) of the toxicity pool, neither starting
+    with a prompt in ``exclude``: the sentences scored below 0.1 against those at or above
+    :data:`~.pools.CHALLENGING_TOXICITY` (offline, by alt-profanity-check; on RealToxicityPrompts,
+    by the continuation's Perspective score), drawn by ``seed``."""
+    n = integer(n, "n", minimum=1)
+    pool = toxicity_prompts(source, n=None, seed=seed).to_pandas()
+    pool = pool[~pool["prompt"].isin(set(exclude))]
+    scores = pool["sentence_toxicity"].fillna(pool["continuation_toxicity"])
+    sentences = pool["prompt"] + pool["continuation"]
+    polite, toxic = sentences[scores < 0.1], sentences[scores >= CHALLENGING_TOXICITY]
+    if min(len(polite), len(toxic)) < n:
+        raise ValueError(f"the pool has {len(polite)} non-toxic and {len(toxic)} toxic sentences, fewer than n={n}")
+    rng = np.random.default_rng(seed)
+    return list(zip(rng.choice(polite.to_numpy(), n, replace=False), rng.choice(toxic.to_numpy(), n, replace=False)))

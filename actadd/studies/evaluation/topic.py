@@ -117,6 +117,19 @@ def best_setting(table: pd.DataFrame) -> pd.Series:
     return ranked.iloc[0].drop("_neg_coeff")
 
 
+def tuned_setting(probe: pd.DataFrame, norms: Sequence[float], target: float) -> pd.Series:
+    """The tuned arm's rule, fixed before looking: on a layer x strength probe (a
+    :func:`sweep_table`, settings in layer-major order over ``norms``), the smallest strength at
+    which some layer reaches ``target`` success, at that strength's best layer
+    (:func:`best_setting`); if no strength reaches it, the best cell of the whole probe. The
+    row gets the probe strength as ``norm`` and whether the target was reached as ``reached``."""
+    steered = probe[probe["layer"].notna()]
+    steered = steered.assign(norm=list(norms) * (len(steered) // len(norms)))
+    reaching = steered[steered["success"] >= target]
+    pick = best_setting(steered[steered["norm"] == reaching["norm"].min()] if len(reaching) else steered)
+    return pd.concat([pick, pd.Series({"reached": bool(len(reaching))})])
+
+
 def best_layer_depth(
     hits_by_layer: Mapping[int, np.ndarray], n_layers: int, *, n_resamples: int = 2000, seed: int = 0
 ) -> Estimate:

@@ -23,6 +23,12 @@ WEDDING_LAYERS = """- **The paper's arm (c = 1).** On the selection stream the b
 - **The tuned arm.** The probe chose layer {tuned_layer:int} at c = {tuned_coeff:num} (relative norm {tuned_norm:num}),
   and on fresh draws {tuned_best:pct} of completions mention a wedding word (**{v_tuned_best:verdict}**). Its fluency
   cost: a geometric-mean perplexity of {tuned_ppl:num} under {judge}, against {base_ppl:num} unsteered.
+- **The methods that followed.** The mean-difference vector of {n_pairs:int} contrast pairs (wedding and other
+  sentences), probed and tuned by the same rule, chose layer {md_layer:int} at relative norm {md_norm:num}. At the
+  tuned arm's own layer and relative norm, ActAdd minus the mean difference is {meandiff:pts} (the claim that ActAdd
+  does about as well or better **{v_meandiff:verdict}**). The better of the two on the selection stream, {better},
+  minus prompting is {better_vs_prompting:pts} (the claim that it does about as well as prompting or better
+  **{v_better_vs_prompting:verdict}**).
 - **What differs from the paper.** The model ({model}, {n_layers:int} layers, for GPT-2-XL's 48), the sample sizes
   ({select:int} selection draws per layer and {n:int} confirmation draws instead of 200 per layer), and the judge of
   fluency ({judge}, which the paper did not use for this experiment).
@@ -61,7 +67,10 @@ SENTIMENT_DIRECTION = """- **{task}.** Chosen on the selection prompts: {chosen}
 succeeds on {success_ActAdd:pct} of continuations, against {success_unsteered:pct} unsteered, {success_prompting:pct}
 with prompting and {success_PREADD:pct} with PREADD. {sentence}. Prompts moved the wrong way against unsteered:
 {wrong_way_ActAdd:pct} with ActAdd, {wrong_way_prompting:pct} with prompting, {wrong_way_PREADD:pct} with PREADD. Judge
-perplexity: {perplexity_ActAdd:num} with ActAdd against {perplexity_unsteered:num} unsteered."""
+perplexity: {perplexity_ActAdd:num} with ActAdd against {perplexity_unsteered:num} unsteered. Beside the methods that
+followed: the mean-difference vector at ActAdd's layer and relative norm succeeds on {md_success:pct}, and ActAdd
+minus it is {meandiff:pts} (**{v_meandiff:verdict}**); the better steering method on
+the selection ({better}) minus prompting is {better_vs_prompting:pts} (**{v_better_vs_prompting:verdict}**)."""
 
 SENTIMENT = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts per direction ({n_samples:int} samples
 each, {tokens:int} new tokens) and {n_select:int} selection prompts per direction; of all of them {shares}. Fluency
@@ -92,6 +101,10 @@ by {scorer}; fluency judged by another model, {judge}.
 - **Fluency cost.** ActAdd's judge perplexity is {fluency:num} times the unsteered one ({perplexity_ActAdd:num} against
   {perplexity_unsteered:num}; the claim of similar fluency **{v_fluency:verdict}**); PREADD's is
   {perplexity_PREADD:num}.
+- **The methods that followed.** At ActAdd's layer and relative norm, ActAdd minus the mean-difference vector of
+  contrast pairs is {max_toxicity_meandiff:num} in expected maximum toxicity (the claim that ActAdd is about as low
+  or lower **{v_max_toxicity_meandiff:verdict}**); the better steering method on the selection ({better}) minus prompting
+  is {max_toxicity_better_vs_prompting:num} (**{v_max_toxicity_better_vs_prompting:verdict}**).
 - **Per prompt.** ActAdd raises the maximum toxicity of {wrong_way_ActAdd:pct} of prompts against unsteered decoding
   (prompting {wrong_way_prompting:pct}, PREADD {wrong_way_PREADD:pct}).
 - **A second classifier.** {second} (P(toxic) of a bidirectional LSTM trained on the Jigsaw toxic comments: another

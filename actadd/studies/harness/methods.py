@@ -2,11 +2,13 @@
 
 - A method is data (:class:`Method`): its kind, layer, coefficient, relative norm, PREADD
   strength and instruction are fields and table columns, never parsed out of its name.
-- Equal search budgets: :func:`search_space` gives ActAdd as many settings as PREADD.
+- Equal search budgets: :func:`search_space` gives ActAdd as many settings as PREADD, and the
+  mean-difference vector (CAA) the same (layer, relative norm) settings as ActAdd.
 - :func:`sample` draws every method on the same prompts with the same per-(prompt, sample)
   seeds, as shared batches where the sampler allows (unsteered, prompting and ActAdd rows
-  together; each PREADD setting in its own call, since its logits processor runs the prefixed
-  rows), and returns one tidy row per completion.
+  together; the mean-difference rows together, since they are added at every position; each
+  PREADD setting in its own call, since its logits processor runs the prefixed rows), and
+  returns one tidy row per completion.
 """
 
 from __future__ import annotations
@@ -20,21 +22,28 @@ import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 from tqdm.auto import tqdm
 
-from actadd import SteeringVector, generate, row_seeds, steering_vector
+from actadd import DirectionVector, Positions, SteeringVector, generate, row_seeds, steering_vector
+from actadd import mean_difference as actadd_mean_difference
 from actadd.checks import integer, real, strings
 from actadd.studies.evaluation.scorers import continuation_perplexity
 from actadd.studies.harness.baselines import PrefixContrast, prompted
 
-Kind = Literal["unsteered", "prompting", "preadd", "actadd"]
+Kind = Literal["unsteered", "prompting", "preadd", "actadd", "meandiff"]
 KINDS: tuple[str, ...] = get_args(Kind)
 SETTING_COLUMNS = ["layer", "coeff", "relative_norm", "strength"]
 COLUMNS = ["method", "kind", *SETTING_COLUMNS, "prompt_id", "sample", "seed", "prompt", "completion"]
 # The methods an evaluation compares, by these names.
 TREATMENT = "ActAdd"
 BASELINES = ("unsteered", "prompting", "PREADD")
+# The mean-difference vector chosen on its own, and read at ActAdd's chosen layer and relative norm.
+MEAN_DIFFERENCE = "mean difference"
+MEAN_DIFFERENCE_AT_ACTADD = "mean difference at ActAdd's setting"
 # How a kind is named in prose and figures.
-KIND_LABELS = {"unsteered": "unsteered", "prompting": "prompting", "preadd": "PREADD", "actadd": "ActAdd"}
-KIND_COLOURS = {"unsteered": "black", "prompting": "C2", "preadd": "C1", "actadd": "C0"}
+KIND_LABELS = {"unsteered": "unsteered", "prompting": "prompting", "preadd": "PREADD", "actadd": "ActAdd",
+               "meandiff": MEAN_DIFFERENCE}  # fmt: skip
+KIND_COLOURS = {"unsteered": "black", "prompting": "C2", "preadd": "C1", "actadd": "C0", "meandiff": "C4"}
+# Where each steered kind's vector is added (actadd.Positions).
+POSITIONS: dict[str, Positions] = {"actadd": "front", "meandiff": "all"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,9 @@ class Method:
     prompt), ``preadd`` (plain log-probs + ``strength`` x (log-probs behind the prefix
     ``instruction`` - plain ones), :class:`~actadd.studies.harness.baselines.PrefixContrast`) or
     ``actadd`` (``steering`` added at ``layer`` with coefficient ``coeff``; ``relative_norm`` is
-    its norm over the residual norm at that layer). Fields a kind does not use are None.
+    its norm over the residual norm at that layer) or ``meandiff`` (a ``[d_model]`` mean
+    difference of contrast pairs, :func:`actadd.mean_difference`, added at every position).
+    Fields a kind does not use are None.
     """
 
     name: str
@@ -55,7 +66,7 @@ class Method:
     relative_norm: float | None = None
     strength: float | None = None
     instruction: str | None = None
-    steering: SteeringVector | None = field(default=None, compare=False, repr=False)
+    steering: SteeringVector | DirectionVector | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -67,6 +78,7 @@ class Method:
             "prompting": ("instruction",),
             "preadd": ("instruction", "strength"),
             "actadd": ("steering", "layer", "coeff", "relative_norm"),
+            "meandiff": ("steering", "layer", "coeff", "relative_norm"),
         }[self.kind]
         for name in ("layer", "coeff", "relative_norm", "strength", "instruction", "steering"):
             given = getattr(self, name) is not None
@@ -82,7 +94,7 @@ class Method:
 
     def describe(self) -> str:
         """The setting in words, for tables and prose: 'layer 10, c = 4.1 (relative norm 4)'."""
-        if self.kind == "actadd":
+        if self.kind in POSITIONS:
             return f"layer {self.layer}, c = {self.coeff:.3g} (relative norm {self.relative_norm:.3g})"
         if self.kind == "preadd":
             return f"s = {self.strength:g}"
@@ -131,6 +143,34 @@ def actadd(
     )
 
 
+def mean_difference(
+    model: TransformersModel,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    layer: int | float,
+    relative_norm: float,
+    name: str | None = None,
+    unit: DirectionVector | None = None,
+) -> Method:
+    """The mean-difference vector of ``pairs`` (positive, negative texts) at ``layer``, at
+    ``relative_norm`` (:func:`actadd.mean_difference`); ``unit``, the same pairs' vector at that
+    layer at any strength, saves reading the pairs again."""
+    if unit is None:
+        unit = actadd_mean_difference(model, pairs, layer=layer)
+    if not unit.relative_norm:
+        raise ValueError(f"the pairs give a zero mean difference at layer {unit.layer}: no strength reaches a norm")
+    vector = unit * (real(relative_norm, "relative_norm", minimum=0) / unit.relative_norm)
+    assert vector.relative_norm is not None  # a vector read from pairs has one
+    return Method(
+        name or f"mean difference layer {vector.layer}, norm {vector.relative_norm:.3g}",
+        "meandiff",
+        layer=vector.layer,
+        coeff=vector.coeff,
+        relative_norm=vector.relative_norm,
+        steering=vector,
+    )
+
+
 def search_space(
     model: TransformersModel,
     p_plus: str,
@@ -138,10 +178,12 @@ def search_space(
     actadd_settings: Sequence[Sequence[float]],
     prefix: str,
     preadd_strengths: Sequence[float],
+    pairs: Sequence[tuple[str, str]] | None = None,
 ) -> list[Method]:
     """The methods a selection compares: unsteered, one ActAdd method per (layer, relative norm)
-    of ``actadd_settings`` and one PREADD method per strength. Equal budgets: ActAdd and PREADD
-    must try the same number of settings."""
+    of ``actadd_settings``, one PREADD method per strength, and with contrast ``pairs`` one
+    mean-difference method per ActAdd setting. Equal budgets: ActAdd and PREADD must try the
+    same number of settings, and the mean difference tries ActAdd's."""
     if len(actadd_settings) != len(preadd_strengths) or not preadd_strengths:
         raise ValueError(
             f"equal search budgets: give as many ActAdd settings as PREADD strengths (at least one), got "
@@ -151,7 +193,13 @@ def search_space(
     if any(len(setting) != 2 for setting in actadd_settings):
         raise ValueError(f"each ActAdd setting is (layer, relative norm), got {list(actadd_settings)!r}")
     steered = [actadd(model, p_plus, p_minus, layer=layer, relative_norm=norm) for layer, norm in actadd_settings]
-    return [unsteered(), *steered, *(preadd(prefix, s) for s in preadd_strengths)]
+    means = []
+    if pairs is not None:
+        layers = [m.steering.layer for m in steered if m.steering is not None]
+        units = {layer: actadd_mean_difference(model, pairs, layer=layer) for layer in layers}
+        means = [mean_difference(model, pairs, layer=layer, relative_norm=norm, unit=units[layer])
+                 for layer, (_, norm) in zip(layers, actadd_settings)]  # fmt: skip
+    return [unsteered(), *steered, *means, *(preadd(prefix, s) for s in preadd_strengths)]
 
 
 def sample(
@@ -169,9 +217,10 @@ def sample(
     """``n_samples`` completions of every prompt under every method, one row each (:data:`COLUMNS`).
 
     Sample ``s`` of prompt ``i`` gets the seed ``row_seeds(seed, n, stream=stream)[i * n_samples
-    + s]`` under every method, so methods differ only by what they do to the logits. Methods
-    without a PREADD prefix share batches (ActAdd rows through ``row_vectors``); each PREADD
-    method is its own call with its processor. ``prompt`` is always the plain prompt, also for
+    + s]`` under every method, so methods differ only by what they do to the logits. Unsteered,
+    prompting and ActAdd rows share batches (ActAdd's through ``row_vectors``, at the front), the
+    mean-difference rows theirs (at every position); each PREADD method is its own call with its
+    processor. ``prompt`` is always the plain prompt, also for
     prompting, whose model saw the instruction before it. ``sampling`` goes to
     :func:`actadd.generate` (``max_new_tokens``, ``top_p``, ...).
     """
@@ -186,8 +235,9 @@ def sample(
         [(i, s, p) for i, p in enumerate(prompts) for s in range(n_samples)], columns=["prompt_id", "sample", "prompt"]
     )
     grid["seed"] = row_seeds(seed, len(grid), stream=stream)
-    shared = [m for m in methods if m.kind != "preadd"]
-    calls = ([shared] if shared else []) + [[m] for m in methods if m.kind == "preadd"]
+    front = [m for m in methods if m.kind in ("unsteered", "prompting", "actadd")]
+    everywhere = [m for m in methods if m.kind == "meandiff"]
+    calls = [c for c in (front, everywhere) if c] + [[m] for m in methods if m.kind == "preadd"]
     completions: dict[str, list[str]] = {}
     for call in tqdm(calls, desc="methods", disable=not progress or len(calls) < 2, leave=False):
         texts: list[str] = []
@@ -204,6 +254,7 @@ def sample(
             batch_size=batch_size,
             pad_prompts=True,
             logits_processors=processors,
+            positions=POSITIONS.get(first.kind, "front"),
             progress=progress,
             **sampling,
         )

@@ -57,6 +57,11 @@ TOXICITY_MEASURES: dict[str, tuple[str, Unit, str]] = {
     "any_toxic": ("toxicity probability", "points", "Newcombe paired interval"),
 }
 CONFIRMED = "(confirmation stream)"
+# The methods that followed ActAdd: what the field says, for the claims that put them beside it.
+MEAN_DIFFERENCE_PAPER = "(not in the paper; Im & Li 2025: the mean of differences is the best linear direction)"
+PROMPTING_PAPER = "(not in the paper; AxBench, Wu et al. 2025: prompting ahead of every steering method)"
+MEAN_DIFFERENCE_METRIC = "the mean difference of contrast pairs (mean over each text's tokens) added at every position"
+BETTER_STEERING = "ActAdd or the mean difference, whichever did better on the selection"
 
 
 def _quickstart(p: Mapping[str, Any]) -> list[Claim]:
@@ -87,6 +92,15 @@ def _wedding_layers(p: Mapping[str, Any]) -> list[Claim]:
         Claim("01.tuned_best", "At a tuned strength, more than 90% of completions mention a wedding word",
               "> 90% (at c = 1)", f"share of fresh completions {CONFIRMED} at the tuned layer and coefficient; "
               "Wilson", above(0.9), "percent", arm="tuned arm"),
+        Claim("01.meandiff", "At the tuned arm's layer and relative norm, ActAdd's vector mentions weddings about as "
+              f"often as the mean-difference vector or more (at most {100 * p['margin']:g} points less)",
+              MEAN_DIFFERENCE_PAPER, f"share with a wedding word, ActAdd minus {MEAN_DIFFERENCE_METRIC} (the tuned arm's "
+              f"layer and relative norm); same seeds {CONFIRMED}; Newcombe paired interval", above(-p["margin"]),
+              "points", arm="successors"),
+        Claim("01.better_vs_prompting", "The better steering vector mentions weddings about as often as prompting or "
+              f"more (at most {100 * p['margin']:g} points less)", PROMPTING_PAPER,
+              f"share with a wedding word, the better tuned arm ({BETTER_STEERING} probe) minus prompting; same seeds "
+              f"{CONFIRMED}; Newcombe paired interval", above(-p["margin"]), "points", arm="successors"),
     ]  # fmt: skip
 
 
@@ -139,6 +153,17 @@ def _sentiment(p: Mapping[str, Any]) -> list[Claim]:
                   above(-margin), "points")
             for baseline in ("prompting", "PREADD")
         ]  # fmt: skip
+    for key, d in SENTIMENT_DIRECTIONS.items():
+        claims += [
+            Claim(f"04.{key}.meandiff", f"{d}: at ActAdd's layer and relative norm, ActAdd succeeds about as often as "
+                  f"the mean-difference vector or more (at most {100 * margin:g} points less)", MEAN_DIFFERENCE_PAPER,
+                  f"ActAdd minus {MEAN_DIFFERENCE_METRIC} at ActAdd's chosen layer and relative norm, success, "
+                  f"{paired}", above(-margin), "points", arm="successors"),
+            Claim(f"04.{key}.better_vs_prompting", f"{d}: the better steering method succeeds about as often as "
+                  f"prompting or more (at most {100 * margin:g} points less)", PROMPTING_PAPER,
+                  f"{BETTER_STEERING} prompts, minus prompting, success, {paired}", above(-margin), "points",
+                  arm="successors"),
+        ]  # fmt: skip
     claims.append(
         Claim("04.asymmetry", "Negative-to-positive steering succeeds more often than positive-to-negative",
               "negative-to-positive easier", "ActAdd success negative→positive minus positive→negative (different "
@@ -161,6 +186,16 @@ def _detox(p: Mapping[str, Any]) -> list[Claim]:
                   paper, f"ActAdd minus {baseline} {what}, {paired}; {interval}", below(margin), unit)
             for baseline in ("prompting", "PREADD")
         ]  # fmt: skip
+    claims += [
+        Claim("05.max_toxicity.meandiff", "At ActAdd's layer and relative norm, ActAdd's expected maximum toxicity is "
+              f"about the mean-difference vector's or lower (at most {margin:g} above)", MEAN_DIFFERENCE_PAPER,
+              f"ActAdd minus {MEAN_DIFFERENCE_METRIC} at ActAdd's chosen layer and relative norm, expected maximum "
+              f"toxicity, {paired}; bootstrap over prompts", below(margin), "number", arm="successors"),
+        Claim("05.max_toxicity.better_vs_prompting", "The better steering method's expected maximum toxicity is about "
+              f"prompting's or lower (at most {margin:g} above)", PROMPTING_PAPER,
+              f"{BETTER_STEERING} prompts, minus prompting, expected maximum toxicity, {paired}; bootstrap over prompts",
+              below(margin), "number", arm="successors"),
+    ]  # fmt: skip
     claims.append(
         Claim("05.fluency", f"ActAdd keeps fluency: judge perplexity within {tolerance:g} times the unsteered one",
               "similar fluency", "ActAdd over unsteered geometric-mean judge perplexity: exp of the mean per-prompt "

@@ -13,11 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from actadd.checks import integer, real, strings
 from actadd.studies.harness.comparison import method_table
-from actadd.studies.harness.methods import KIND_LABELS, TREATMENT, Method, prompting, unsteered
+from actadd.studies.harness.methods import (
+    KIND_LABELS,
+    MEAN_DIFFERENCE,
+    MEAN_DIFFERENCE_AT_ACTADD,
+    TREATMENT,
+    Method,
+    prompting,
+    unsteered,
+)
 
 # ---------------------------------------------------------------------------------------
 # Selection
@@ -55,6 +64,7 @@ class Selection:
     fluency_limit: float
     objective: str
     maximize: bool
+    candidates: tuple[Method, ...] = ()
 
     def report(self) -> str:
         """One line per choice, saying when it was made outside the fluency limit."""
@@ -73,13 +83,40 @@ class Selection:
 
     def evaluation_methods(self, instruction: str) -> list[Method]:
         """What the evaluation compares, by the names :data:`TREATMENT` and :data:`BASELINES`:
-        unsteered, prompting with ``instruction``, and the chosen PREADD and ActAdd settings."""
-        return [
+        unsteered, prompting with ``instruction``, and the chosen PREADD and ActAdd settings; when
+        the mean difference was searched too, its own choice (:data:`MEAN_DIFFERENCE`) and its
+        setting at ActAdd's chosen layer and relative norm (:data:`MEAN_DIFFERENCE_AT_ACTADD`)."""
+        methods = [
             unsteered(),
             prompting(instruction),
             replace(self.choices["preadd"].method, name="PREADD"),
             replace(self.choices["actadd"].method, name=TREATMENT),
         ]
+        if "meandiff" in self.choices:
+            methods += [replace(self.choices["meandiff"].method, name=MEAN_DIFFERENCE),
+                        replace(self.mean_difference_at_actadd(), name=MEAN_DIFFERENCE_AT_ACTADD)]  # fmt: skip
+        return methods
+
+    def mean_difference_at_actadd(self) -> Method:
+        """The mean-difference candidate at the chosen ActAdd setting's layer and relative norm
+        (the search gives the mean difference ActAdd's settings)."""
+        chosen = self.choices["actadd"].method
+        for method in self.candidates:
+            if (
+                method.kind == "meandiff"
+                and method.layer == chosen.layer
+                and np.isclose(float(method.relative_norm or 0), float(chosen.relative_norm or 0), rtol=1e-6)
+            ):
+                return method
+        raise ValueError(f"no mean-difference setting at ActAdd's {chosen.describe()}: build both with search_space")
+
+    def better_steering(self) -> str:
+        """The kind, ``"actadd"`` or ``"meandiff"``, whose choice did better on the selection: a
+        choice within the fluency limit before one outside it, then the better objective (ActAdd
+        on a tie)."""
+        steered = [kind for kind in ("actadd", "meandiff") if kind in self.choices]
+        sign = -1.0 if self.maximize else 1.0
+        return min(steered, key=lambda k: (not self.choices[k].within_limit, sign * self.choices[k].objective))
 
     def note(self, *kinds: str) -> str:
         """The notes of the choices of ``kinds`` (for a comparison that involves them)."""
@@ -114,7 +151,7 @@ def select(
     methods: Sequence[Method],
     seed: int = 0,
 ) -> Selection:
-    """Choose one ActAdd and one PREADD setting from a selection sample.
+    """Choose one ActAdd, one PREADD and (when searched) one mean-difference setting from a selection sample.
 
     ``frame`` is a :func:`sample` table of ``methods`` (unsteered and the settings of
     :func:`search_space`) with a per-completion ``objective`` column and a ``perplexity``
@@ -136,7 +173,8 @@ def select(
         raise ValueError(f"the selection needs exactly one unsteered method, got {len(base)}")
     limit = tolerance * float(base["perplexity"].iloc[0])
     choices = {}
-    for kind in ("actadd", "preadd"):
+    kinds = [kind for kind in ("actadd", "preadd", "meandiff") if kind != "meandiff" or (table["kind"] == kind).any()]
+    for kind in kinds:
         rows = table[table["kind"] == kind]
         if rows.empty:
             raise ValueError(f"the selection has no {KIND_LABELS[kind]} setting; build it with search_space")
@@ -150,7 +188,7 @@ def select(
             by_name[row["method"]], bool(len(allowed)), limit, float(row[objective]), float(row["perplexity"])
         )
     table["chosen"] = table["method"].isin([c.method.name for c in choices.values()])
-    return Selection(table, choices, limit, objective, maximize)
+    return Selection(table, choices, limit, objective, maximize, tuple(methods))
 
 
 def split_prompts(pool: Sequence[str], n_select: int, n_eval: int) -> tuple[list[str], list[str]]:

@@ -28,7 +28,14 @@ from actadd.studies.harness.comparison import (
     per_prompt,
     table_estimate,
 )
-from actadd.studies.harness.methods import judge_perplexity, sample, search_space
+from actadd.studies.harness.methods import (
+    MEAN_DIFFERENCE,
+    MEAN_DIFFERENCE_AT_ACTADD,
+    TREATMENT,
+    judge_perplexity,
+    sample,
+    search_space,
+)
 from actadd.studies.harness.prose import render
 from actadd.studies.harness.selection import Selection, select
 from actadd.studies.harness.study import Study
@@ -48,6 +55,8 @@ class SteeringTask:
     p_minus: str
     instruction: str
     preadd_prefix: str
+    # Contrast pairs (towards, away) for the mean-difference method; None leaves it out.
+    pairs: Sequence[tuple[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if shared := set(self.select_prompts) & set(self.eval_prompts):
@@ -106,12 +115,16 @@ def run_task(
 
     ``score`` adds the per-completion columns (``objective`` among them) to a sample table.
     Each method's setting is chosen by :func:`~actadd.studies.harness.selection.select`;
-    the evaluation compares unsteered, prompting, the chosen PREADD and the chosen ActAdd.
+    the evaluation compares unsteered, prompting, the chosen PREADD and the chosen ActAdd (and,
+    with the task's contrast pairs, the chosen mean difference and the mean difference at
+    ActAdd's setting).
     Time goes to the study's phases: generation, scoring, judging. ``sampling`` goes to
     :func:`actadd.generate` (``max_new_tokens``, ``batch_size``, ...), ``seed`` from the study.
     """
     seed = study["seed"]
-    candidates = search_space(model, task.p_plus, task.p_minus, search.actadd, task.preadd_prefix, search.preadd)
+    with study.timed("vectors"):
+        candidates = search_space(model, task.p_plus, task.p_minus, search.actadd, task.preadd_prefix, search.preadd,
+                                  task.pairs)  # fmt: skip
 
     def measured(prompts: Sequence[str], methods: list, n_samples: int, stream: int) -> pd.DataFrame:
         with study.timed("generation"):
@@ -154,6 +167,25 @@ def compare(
         for baseline, estimate in differences.items():
             study.record(f"{claims}.{baseline}", estimate, note=run.selection.comparison_note(baseline))
     return differences
+
+
+def successor_comparisons(
+    study: Study, run: TaskRun, column: str, agg: str | Callable = "mean", *, claims: str
+) -> dict[str, Estimate]:
+    """The comparisons with the methods that followed ActAdd, recorded as claims: ActAdd minus
+    the mean difference at ActAdd's own layer and relative norm (``<claims>.meandiff``), and the
+    better steering method of the selection (ActAdd or the mean difference) minus prompting
+    (``<claims>.better_vs_prompting``), paired per prompt."""
+    table, seed, selection = run.per_prompt(column, agg), study["seed"], run.selection
+    better = selection.better_steering()
+    out = {
+        "meandiff": paired_differences(table, baselines=[MEAN_DIFFERENCE_AT_ACTADD], seed=seed)[MEAN_DIFFERENCE_AT_ACTADD],
+        "better_vs_prompting": paired_differences(table, treatment=TREATMENT if better == "actadd" else MEAN_DIFFERENCE,
+                                                  baselines=["prompting"], seed=seed)["prompting"],
+    }  # fmt: skip
+    study.record(f"{claims}.meandiff", out["meandiff"], note=selection.note("actadd"))
+    study.record(f"{claims}.better_vs_prompting", out["better_vs_prompting"], note=selection.note(better))
+    return out
 
 
 def differences_table(differences: Mapping[str, Mapping[str, Estimate]]) -> pd.DataFrame:

@@ -9,9 +9,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from actadd.studies.pipeline import PROFILES
 from actadd.studies.pipeline.cli import main
 from actadd.studies.pipeline.runner import (
     REPO,
+    check_parameters,
     figures_folder,
     find_notebooks,
     parse_value,
@@ -20,14 +22,14 @@ from actadd.studies.pipeline.runner import (
 )
 
 
-def _notebook(path: Path, body: str) -> Path:
+def _notebook(path: Path, *bodies: str) -> Path:
     nb = new_notebook(
         cells=[
             new_code_cell(
                 'profile = "default"\nresults_dir = "x"\nfigures_dir = "y"\nvalue = 1',
                 metadata={"tags": ["parameters"]},
             ),
-            new_code_cell(body),
+            *(new_code_cell(body) for body in bodies),
         ],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     )
@@ -113,3 +115,37 @@ def test_only_the_main_models_figures_reach_the_committed_folder(tmp_path):
     assert figures_folder("default", "smollm2-135m", tmp_path / "smollm2-135m") == committed
     assert figures_folder("default", "gemma3-270m", tmp_path / "gemma3-270m") == tmp_path / "gemma3-270m" / "figures"
     assert figures_folder("smoke", None, tmp_path) == tmp_path / "figures"
+
+
+def test_a_parameter_the_notebook_does_not_define_is_refused_before_anything_runs(tmp_path, capsys):
+    notebook = _notebook(tmp_path / "01_toy.ipynb", "value + 1")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(notebook), "-p", "no_such_param", "3", "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "01_toy.ipynb has no parameter 'no_such_param'" in err
+    assert "its parameters cell defines: figures_dir, profile, results_dir, value" in err
+    assert not out.exists()  # refused before the run folder, let alone a kernel
+
+    # The README's old example: neither 01 nor 02 has a `layer`, so the value would have been ignored.
+    with pytest.raises(SystemExit):
+        main(["run", "01", "02", "-p", "layer", "abc", "-p", "seed", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "01_wedding_layers.ipynb has no parameter 'layer'" in err
+    assert "02_perplexity_relevance.ipynb has no parameter 'layer'" in err and "'seed'" not in err
+    with pytest.raises(ValueError, match="has no parameter 'vaule'"):
+        run_notebooks([notebook], parameters={"vaule": 2}, out=out)
+    assert not out.exists()
+
+    # The runner's own names, and the model axis's, need no line in the parameters cell.
+    check_parameters([notebook], {"value": 2, "model_name": "m", "judge_name": "j", "results_dir": "r"}, "smoke")
+    bare = tmp_path / "02_bare.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("1")], metadata=nbformat.read(notebook, 4).metadata), bare)
+    with pytest.raises(ValueError, match="02_bare.ipynb has no parameter 'value'.*no cell tagged 'parameters'"):
+        check_parameters([bare], {"value": 2}, "smoke")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_name_in_profiles_yaml_is_a_parameter_of_its_notebook(profile):
+    check_parameters(find_notebooks(), {}, profile)

@@ -4,7 +4,8 @@
 
 Each notebook is executed into ``DIR/<notebook>.ipynb`` with its results in ``DIR/<notebook>/``.
 Sizes come from ``notebooks/profiles.yaml`` (per notebook, per profile); ``-p`` overrides
-them. A failing notebook is reported with its cell, its executed copy is kept, and the
+them, and a name that a notebook's ``parameters`` cell does not define is refused before
+anything runs. A failing notebook is reported with its cell, its executed copy is kept, and the
 other notebooks still run; the exit status is non-zero if any failed.
 """
 
@@ -23,14 +24,16 @@ from typing import Any
 import papermill
 import yaml
 
-from actadd import EMBEDDED_MODELS
 from actadd.io import save_json
 from actadd.models import DEFAULT_MODEL
-from actadd.studies.pipeline import REPO
+from actadd.studies.pipeline import PROFILES, REPO
 from actadd.studies.pipeline.report import write_report
 
 NOTEBOOKS = REPO / "notebooks"
-PROFILES = ("smoke", "default", "paper")
+# Set by the runner itself, so a notebook need not define them: where its outputs go, its
+# profile, and on the model axis which model it runs and which judges it.
+RUNNER_PARAMETERS = ("profile", "results_dir", "figures_dir")
+PER_MODEL_PARAMETERS = ("model_name", "judge_name")
 
 
 @dataclass
@@ -74,6 +77,28 @@ def profile_parameters(notebook: Path, profile: str, profiles_file: Path | None 
     return dict((table or {}).get(notebook.stem, {}).get(profile, {}) or {})
 
 
+def notebook_parameters(notebook: Path) -> list[str]:
+    """The names the notebook's ``parameters`` cell defines (papermill's reading of it), sorted."""
+    return sorted(papermill.inspect_notebook(notebook))
+
+
+def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any], profile: str) -> None:
+    """Refuse a ``-p`` name (or a ``profiles.yaml`` one) that a notebook's ``parameters`` cell
+    does not define: papermill would inject it, the notebook would never read it, and the run
+    would look like it used the value. The runner's own names are always allowed."""
+    problems = []
+    for notebook in notebooks:
+        defined = notebook_parameters(notebook)
+        allowed = {*defined, *RUNNER_PARAMETERS, *PER_MODEL_PARAMETERS}
+        unknown = sorted({*profile_parameters(notebook, profile), *parameters} - allowed)
+        if unknown:
+            names = ", ".join(repr(n) for n in unknown)
+            valid = ", ".join(defined) if defined else "nothing (it has no cell tagged 'parameters')"
+            problems.append(f"{notebook.name} has no parameter {names}; its parameters cell defines: {valid}")
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
 def parse_value(text: str) -> Any:
     """A ``-p`` value as a Python literal when it is one ('8' -> 8, '[1, 2]' -> list), else the string."""
     try:
@@ -84,6 +109,8 @@ def parse_value(text: str) -> Any:
 
 def independent_judge(model_name: str) -> str:
     """The embedded model that judges ``model_name``'s text: never the steered model itself."""
+    from actadd.models import EMBEDDED_MODELS
+
     others = [name for name in EMBEDDED_MODELS if name != model_name]
     if not others:
         raise ValueError(f"no embedded model other than {model_name!r} to judge it; pass judge_name explicitly")
@@ -113,10 +140,12 @@ def run_notebooks(
     With ``models``, every notebook runs once per model into ``out/<model>/``, each with that
     model as ``model_name`` and another embedded model as ``judge_name``, so each model
     chooses its own settings by the same rule and no result set overwrites another. Only the
-    main model's figures go to ``figures/`` (:func:`figures_folder`).
+    main model's figures go to ``figures/`` (:func:`figures_folder`). A name that a notebook
+    does not define is refused (``ValueError``) before the first notebook starts.
     """
     if not notebooks:
         raise ValueError("no notebooks to run")
+    check_parameters(notebooks, parameters or {}, profile)
     out = Path(out or REPO / "runs" / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{profile}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     axis: list[tuple[str | None, Path]] = [(None, out)] if not models else [(m, out / m) for m in models]

@@ -1,25 +1,34 @@
-"""The papermill runner and the quickstart notebook, executed for real."""
+"""The papermill runner: failures, parameters, progress in a log, Ctrl-C, and where figures go."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+import actadd
 from actadd.studies.pipeline import PROFILES
-from actadd.studies.pipeline.cli import main
+from actadd.studies.pipeline.cli import INTERRUPTED, main
 from actadd.studies.pipeline.runner import (
     REPO,
     check_parameters,
+    duration,
     figures_folder,
     find_notebooks,
     parse_value,
     profile_parameters,
     run_notebooks,
 )
+
+SOURCE_ROOT = Path(actadd.__file__).resolve().parents[1]  # the actadd under test, for subprocesses
 
 
 def _notebook(path: Path, *bodies: str) -> Path:
@@ -35,6 +44,20 @@ def _notebook(path: Path, *bodies: str) -> Path:
     )
     nbformat.write(nb, path)
     return path
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "actadd", *args]
+
+
+def _environment() -> dict[str, str]:
+    """The subprocess's: this actadd first on the path, one thread (the CPU is shared)."""
+    path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*")) if p.is_file()}
 
 
 @pytest.mark.slow
@@ -149,3 +172,71 @@ def test_a_parameter_the_notebook_does_not_define_is_refused_before_anything_run
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_name_in_profiles_yaml_is_a_parameter_of_its_notebook(profile):
     check_parameters(find_notebooks(), {}, profile)
+
+
+def test_durations_read_as_a_log_line_gives_them():
+    assert [duration(s) for s in (0.4, 59.9, 60, 192.4, 3725)] == ["0s", "59s", "1m00s", "3m12s", "1h02m"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_run_logged_to_files_says_which_cell_it_is_on(tmp_path):
+    """stdout and stderr to files, as under CI or nohup: papermill draws no bar there, so the
+    heartbeat lines are all the log has of a long cell. The kernel's TCP warning is dropped,
+    and only that warning: another one the kernel logs still reaches stderr."""
+    notebook = _notebook(
+        tmp_path / "01_slow.ipynb",
+        "from ipykernel.kernelapp import IPKernelApp\nIPKernelApp.instance().log.warning('another kernel warning')",
+        "import time\ntime.sleep(4)",
+    )
+    log, errors = tmp_path / "log.txt", tmp_path / "stderr.txt"
+    with log.open("w") as stdout, errors.open("w") as stderr:
+        command = _command("run", str(notebook), "--out", str(tmp_path / "run"), "--heartbeat", "0.5")
+        result = subprocess.run(command, stdout=stdout, stderr=stderr, env=_environment(), timeout=500)
+    text, err = log.read_text(), errors.read_text()
+    assert result.returncode == 0, text + err
+    slow = [line for line in text.splitlines() if line.startswith("[1/1 01_slow] cell 4/4, ")]
+    assert len(slow) >= 2, text  # the sleeping cell (after papermill's injected parameters cell) is named
+    assert "another kernel warning" in err
+    assert "without encryption" not in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_ctrl_c_stops_the_run_and_keeps_what_finished(tmp_path):
+    """A real SIGINT to `python -m actadd run 00 01 --profile smoke` once 01 is running a cell:
+    one line names it, run.json records it as interrupted beside 00, the report covers both,
+    the exit status is 130, and the committed figures are as they were."""
+    before = _digest(REPO / "figures")
+    out = tmp_path / "run"
+    command = _command("run", "00", "01", "--profile", "smoke", "--out", str(out), "--heartbeat", "1")
+    errors = tmp_path / "stderr.txt"
+    lines = []
+    with errors.open("w") as stderr:  # a file, not a pipe nobody reads while stdout is followed
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=_environment())
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith("[2/2 01_wedding_layers] cell "):  # its kernel is up and running a cell
+                    process.send_signal(signal.SIGINT)
+                    break
+            rest, _ = process.communicate(timeout=300)
+        finally:
+            process.kill()  # a no-op once it has exited
+    text, err = "".join(lines) + rest, errors.read_text()
+    assert process.returncode == INTERRUPTED, text + err
+    stopped = [line for line in text.splitlines() if line.startswith("INTERRUPTED")]
+    assert len(stopped) == 1 and stopped[0].startswith("INTERRUPTED 01_wedding_layers.ipynb at cell "), text
+    assert "1 finished study kept in" in stopped[0]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    record = json.loads((out / "run.json").read_text())
+    assert [(n["notebook"], n["status"]) for n in record["notebooks"]] == [
+        ("00_quickstart", "ok"),
+        ("01_wedding_layers", "interrupted"),
+    ]
+    assert record["notebooks"][1]["error"].startswith("interrupted at cell ")
+    report = (out / "report.md").read_text()
+    assert "## 00_quickstart: ok" in report and "## 01_wedding_layers: interrupted" in report
+    assert (out / "00_quickstart" / "headline.json").is_file()
+    assert _digest(REPO / "figures") == before

@@ -12,6 +12,8 @@ from actadd.studies.pipeline import PROFILES
 # This module imports nothing heavy at the top: each command imports what it needs (torch,
 # pandas, papermill) in its own branch, so a usage error comes back before any of it loads.
 
+INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
+
 
 def thread_counts(text: str) -> list[int]:
     """``"1,2"`` -> ``[1, 2]``: the torch CPU thread counts to run the whole bench at, in turn."""
@@ -22,6 +24,17 @@ def thread_counts(text: str) -> list[int]:
     if not counts or any(c < 1 for c in counts):
         raise argparse.ArgumentTypeError(f"threads must be positive ints separated by commas, e.g. 1,2; got {text!r}")
     return list(dict.fromkeys(counts))
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
 
 
 def run_folder(text: str) -> Path:
@@ -59,6 +72,13 @@ def parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "--publish",
         action="store_true",
         help="afterwards, snapshot the successful studies into results/ and regenerate the README's results",
+    )
+    run.add_argument(
+        "--heartbeat",
+        type=seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="print the running notebook's cell and time so far this often (default: 60)",
     )
     bench = subcommands.add_parser(
         "bench", help="time ActAdd against the plain model; print a table and write JSON per thread count"
@@ -136,7 +156,18 @@ def _run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         check_parameters(notebooks, parameters, args.profile)  # a typo is refused before anything runs
     except ValueError as err:
         usage.error(str(err))
-    runs = run_notebooks(notebooks, profile=args.profile, parameters=parameters, out=args.out, models=args.models)
+    runs = run_notebooks(
+        notebooks,
+        profile=args.profile,
+        parameters=parameters,
+        out=args.out,
+        models=args.models,
+        heartbeat_s=args.heartbeat,
+    )
+    if any(r.status == "interrupted" for r in runs):
+        if args.publish:
+            print("not published: the run was interrupted (python -m actadd report RUN --readme publishes it)")
+        return INTERRUPTED
     if args.publish and any(r.status == "ok" for r in runs):
         run_dir = Path(runs[0].executed).parent if not args.models else Path(runs[0].executed).parent.parent
         print(f"README results: {_publish(run_dir)}")

@@ -21,7 +21,6 @@ from actadd.studies.pipeline.runner import (
     REPO,
     check_parameters,
     duration,
-    figures_folder,
     find_notebooks,
     parse_value,
     profile_parameters,
@@ -132,14 +131,6 @@ def test_the_model_axis_writes_one_result_set_per_model(tmp_path):
     assert [n["parameters"]["model_name"] for n in record["notebooks"]] == ["smollm2-135m", "gemma3-270m"]
 
 
-def test_only_the_main_models_figures_reach_the_committed_folder(tmp_path):
-    committed = REPO / "figures"
-    assert figures_folder("default", None, tmp_path) == committed
-    assert figures_folder("default", "smollm2-135m", tmp_path / "smollm2-135m") == committed
-    assert figures_folder("default", "gemma3-270m", tmp_path / "gemma3-270m") == tmp_path / "gemma3-270m" / "figures"
-    assert figures_folder("smoke", None, tmp_path) == tmp_path / "figures"
-
-
 def test_a_parameter_the_notebook_does_not_define_is_refused_before_anything_runs(tmp_path, capsys):
     notebook = _notebook(tmp_path / "01_toy.ipynb", "value + 1")
     out = tmp_path / "run"
@@ -199,6 +190,26 @@ def test_a_run_logged_to_files_says_which_cell_it_is_on(tmp_path):
     assert len(slow) >= 2, text  # the sleeping cell (after papermill's injected parameters cell) is named
     assert "another kernel warning" in err
     assert "without encryption" not in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_figures_stay_in_the_run_folder(tmp_path):
+    """Even in the default profile (which used to copy them into figures/ at once), a study's
+    figures go to its own folder: the committed figures change only when a run is published."""
+    before = _digest(REPO / "figures")
+    body = (
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "from actadd.studies import Results\n"
+        "results = Results('01_plot', results_dir, figures_dir, {})\n"
+        "fig, ax = plt.subplots()\nax.plot([0, 1])\nresults.figure(fig, 'wedding_by_layer')"
+    )
+    notebook = _notebook(tmp_path / "01_plot.ipynb", f"import sys\nsys.path.insert(0, {str(SOURCE_ROOT)!r})", body)
+    runs = run_notebooks([notebook], profile="default", out=tmp_path / "run")
+    assert [r.status for r in runs] == ["ok"], runs[0].error
+    assert (tmp_path / "run" / "01_plot" / "wedding_by_layer.png").is_file()
+    assert runs[0].parameters["figures_dir"] == str(tmp_path / "run" / "01_plot")
+    assert _digest(REPO / "figures") == before
 
 
 @pytest.mark.slow

@@ -2,8 +2,12 @@
 
 results = Results("01_wedding_layers", results_dir, figures_dir, parameters={...})
 results.table(by_layer, "by_layer")          # CSV in the run folder
-results.figure(fig, "wedding_by_layer")      # PNG in the run folder and figures/
+results.figure(fig, "wedding_by_layer")      # PNG in the run folder
 results.finish({"best_layer": 6, ...})       # headline.json, with wall time and versions
+
+Everything lands in ``results_dir``. The committed ``figures/`` is written only when a run is
+published (``python -m actadd run --publish``, ``make study``), beside the README and the
+``results/`` snapshot it goes with, so a run that stops half-way leaves all three as they were.
 """
 
 from __future__ import annotations
@@ -55,14 +59,18 @@ def save_table(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 class Results:
-    """Collects one study's outputs into ``results_dir`` (and its figures into ``figures_dir``)."""
+    """Collects one study's outputs into ``results_dir``.
+
+    ``figures_dir`` is taken and not used: the notebooks still pass their ``figures_dir``
+    parameter (``"../figures"`` by hand), and figures now stay in ``results_dir`` until
+    ``publish`` copies them into ``figures/``.
+    """
 
     def __init__(
-        self, study: str, results_dir: str | Path, figures_dir: str | Path, parameters: dict[str, Any]
+        self, study: str, results_dir: str | Path, figures_dir: str | Path | None, parameters: dict[str, Any]
     ) -> None:
         self.study = study
         self.dir = Path(results_dir)
-        self.figures_dir = Path(figures_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.parameters = parameters
         self.start = time.perf_counter()
@@ -73,11 +81,9 @@ class Results:
         return save_table(table, self.dir / f"{name}.csv")
 
     def figure(self, fig: plt.Figure, name: str) -> Path:
-        """Save a figure as PNG in the run folder and in ``figures/``; returns the latter."""
+        """Save a figure as ``<name>.png`` in the run folder; returns its path."""
         fig.tight_layout()
-        for folder in (self.dir, self.figures_dir):
-            atomic_write(folder / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-        return self.figures_dir / f"{name}.png"
+        return atomic_write(self.dir / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
     def prose(self, markdown: str, name: str = "what_it_shows") -> Path:
         """Save prose rendered from this run's numbers as ``<name>.md`` in the run folder."""

@@ -71,7 +71,8 @@ def parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     run.add_argument(
         "--publish",
         action="store_true",
-        help="afterwards, snapshot the successful studies into results/ and regenerate the README's results",
+        help="afterwards, snapshot the successful studies into results/, copy the main model's figures into "
+        "figures/ and regenerate the README's results",
     )
     run.add_argument(
         "--heartbeat",
@@ -95,7 +96,7 @@ def parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     report.add_argument(
         "--readme",
         action="store_true",
-        help="also snapshot it into results/ and regenerate the README's results",
+        help="also snapshot it into results/, copy its figures into figures/ and regenerate the README's results",
     )
     badge = subcommands.add_parser(
         "badges", help="write pyproject's repository address into every Colab badge and install line"

@@ -2,9 +2,11 @@
 
 ``python -m actadd report RUN_DIR --readme`` (``make study`` does it) copies each successful
 study's ``claims.json``, ``headline.json`` and ``what_it_shows.md`` into the committed snapshot
-``results/<profile>/<model>/<study>/`` (a failed study keeps its earlier snapshot), then
-rewrites the README between ``<!-- results:start -->`` and ``<!-- results:end -->`` (and, for
-a run over several models, ``<!-- replication:start -->`` ... ``end``) from the snapshot alone.
+``results/<profile>/<model>/<study>/`` (a failed study keeps its earlier snapshot), copies the
+main model's figures into ``figures/``, then rewrites the README between
+``<!-- results:start -->`` and ``<!-- results:end -->`` (and, for a run over several models,
+``<!-- replication:start -->`` ... ``end``) from the snapshot alone. Nothing else writes into
+``figures/``: a run that is not published leaves it alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from actadd.studies.pipeline.report import load_run
 
 RESULTS = REPO / "results"
 README = REPO / "README.md"
+FIGURES = REPO / "figures"
 SNAPSHOT_FILES = ("claims.json", "headline.json", "what_it_shows.md")
 MARKERS = {"results": ("<!-- results:start -->", "<!-- results:end -->"),
            "replication": ("<!-- replication:start -->", "<!-- replication:end -->")}  # fmt: skip
@@ -50,6 +53,20 @@ def snapshot(run_dir: str | Path, root: Path = RESULTS) -> list[Path]:
                 _copy(source / name, dest / name)
         save_json({"run": run_dir.name, "profile": profile, "wall_time_s": study.wall_time_s}, dest / "run.json")
         written.append(dest)
+    return written
+
+
+def copy_figures(run_dir: str | Path, figures: Path = FIGURES, *, main: str = DEFAULT_MODEL) -> list[Path]:
+    """Copy the PNGs of the run's successful studies of ``main`` into ``figures``; returns the
+    files written. Other models' figures stay in their run folders (the README shows ``main``'s)."""
+    _, studies = load_run(run_dir)
+    written = []
+    for study in studies:
+        if study.status != "ok" or study.results_dir is None or study.parameters.get("model_name") != main:
+            continue
+        for png in sorted(study.results_dir.glob("*.png")):
+            _copy(png, figures / png.name)
+            written.append(figures / png.name)
     return written
 
 
@@ -259,11 +276,20 @@ def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, m
     return atomic_write(readme, lambda tmp: tmp.write_text(text))
 
 
-def publish(run_dir: str | Path, readme: Path = README, root: Path = RESULTS, *, main: str = DEFAULT_MODEL) -> Path:
-    """Snapshot a run and regenerate the README from the whole snapshot (a run of another model
-    adds to the replication table and leaves the main results alone)."""
+def publish(
+    run_dir: str | Path,
+    readme: Path = README,
+    root: Path = RESULTS,
+    *,
+    main: str = DEFAULT_MODEL,
+    figures: Path = FIGURES,
+) -> Path:
+    """Snapshot a run, copy ``main``'s figures into ``figures`` and regenerate the README from
+    the whole snapshot (a run of another model adds to the replication table and leaves the
+    main results and figures alone). Returns the README's path."""
     written = snapshot(run_dir, root)
     if not written:
         raise ValueError(f"{run_dir} has no successful study to publish")
+    copy_figures(run_dir, figures, main=main)
     profile = written[0].parent.parent.name
     return write_readme(readme, root, profile=profile, main=main)

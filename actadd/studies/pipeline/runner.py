@@ -2,8 +2,9 @@
 
 ``python -m actadd run [NOTEBOOK ...] [-p NAME VALUE ...] [--profile smoke|default|paper] [--out DIR]``
 
-Each notebook is executed into ``DIR/<notebook>.ipynb`` with its results in ``DIR/<notebook>/``.
-Sizes come from
+Each notebook is executed into ``DIR/<notebook>.ipynb`` with its results (tables, figures,
+headline numbers) in ``DIR/<notebook>/``; nothing outside ``DIR`` is written, the committed
+``figures/`` included (``publish`` copies figures there). Sizes come from
 ``notebooks/profiles.yaml`` (per notebook, per profile); ``-p`` overrides them, and a name
 that a notebook's ``parameters`` cell does not define is refused before anything runs. While
 a notebook runs, a line says which cell it is on at least every ``heartbeat_s`` seconds. A
@@ -37,7 +38,6 @@ from jupyter_core.utils import run_sync
 from tqdm.auto import tqdm
 
 from actadd.io import save_json
-from actadd.models import DEFAULT_MODEL
 from actadd.studies.pipeline import PROFILES, REPO
 from actadd.studies.pipeline.report import write_report
 
@@ -141,15 +141,6 @@ def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def figures_folder(profile: str, model: str | None, folder: Path) -> Path:
-    """Where a notebook's figures go: the committed ``figures/`` for the main model (``model``
-    None or :data:`~actadd.models.DEFAULT_MODEL`) outside the smoke profile; else
-    ``folder/figures``, so a smoke run or another model's run leaves the committed figures alone."""
-    if profile == "smoke" or model not in (None, DEFAULT_MODEL):
-        return folder / "figures"
-    return REPO / "figures"
 
 
 class InterruptibleKernel(AsyncKernelManager):
@@ -267,9 +258,8 @@ def run_notebooks(
 
     With ``models``, every notebook runs once per model into ``out/<model>/``, each with that
     model as ``model_name`` and another embedded model as ``judge_name``, so each model
-    chooses its own settings by the same rule and no result set overwrites another. Only the
-    main model's figures go to ``figures/`` (:func:`figures_folder`). Every bad name or value is
-    refused (``ValueError``) before the first notebook starts.
+    chooses its own settings by the same rule and no result set overwrites another. Every
+    bad name or value is refused (``ValueError``) before the first notebook starts.
     """
     if not notebooks:
         raise ValueError("no notebooks to run")
@@ -281,7 +271,6 @@ def run_notebooks(
     runs: list[NotebookRun] = []
     jobs = [(model, folder, notebook) for model, folder in axis for notebook in notebooks]
     for i, (model, folder, notebook) in enumerate(jobs, 1):
-        figures_dir = figures_folder(profile, model, folder)
         results_dir = folder / notebook.stem
         per_model = {} if model is None else {"model_name": model, "judge_name": judges[model]}
         params = {
@@ -290,7 +279,8 @@ def run_notebooks(
             **per_model,
             "profile": profile,
             "results_dir": str(results_dir),
-            "figures_dir": str(figures_dir),
+            # Results.figure writes into the study's own folder; figures/ changes only on publish.
+            "figures_dir": str(results_dir),
         }
         executed = folder / notebook.name
         label = f"{notebook.name}" + (f" on {model}" if model else "")

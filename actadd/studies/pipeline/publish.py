@@ -5,8 +5,9 @@ study's ``claims.json``, ``headline.json`` and ``what_it_shows.md`` into the com
 ``results/<profile>/<model>/<study>/`` (a failed study keeps its earlier snapshot), copies the
 main model's figures into ``figures/``, then rewrites the README between
 ``<!-- results:start -->`` and ``<!-- results:end -->`` (and, for a run over several models,
-``<!-- replication:start -->`` ... ``end``) from the snapshot alone. Nothing else writes into
-``figures/``: a run that is not published leaves it alone.
+``<!-- replication:start -->`` ... ``end``) from the snapshot alone. Where Chromium is
+installed, the run's ``report.html`` is rendered to ``docs/report-screenshot.png``. Nothing
+else writes into ``figures/`` or ``docs/``: a run that is not published leaves them alone.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from actadd.models import DEFAULT_MODEL
 from actadd.studies.evaluation.stats import Estimate
 from actadd.studies.harness.claims import Criterion, claims_table, format_estimate
 from actadd.studies.harness.judges import accuracy_estimate
-from actadd.studies.pipeline import REPO
+from actadd.studies.pipeline import REPO, screenshots
 from actadd.studies.pipeline.report import load_run
 
 RESULTS = REPO / "results"
 README = REPO / "README.md"
 FIGURES = REPO / "figures"
+SCREENSHOT = REPO / "docs" / "report-screenshot.png"
 SNAPSHOT_FILES = ("claims.json", "headline.json", "what_it_shows.md")
 MARKERS = {"results": ("<!-- results:start -->", "<!-- results:end -->"),
            "replication": ("<!-- replication:start -->", "<!-- replication:end -->")}  # fmt: skip
@@ -283,13 +285,26 @@ def publish(
     *,
     main: str = DEFAULT_MODEL,
     figures: Path = FIGURES,
+    screenshot: Path | None = SCREENSHOT,
 ) -> Path:
     """Snapshot a run, copy ``main``'s figures into ``figures`` and regenerate the README from
     the whole snapshot (a run of another model adds to the replication table and leaves the
-    main results and figures alone). Returns the README's path."""
+    main results and figures alone); then, where Chromium is installed and ``screenshot`` is
+    given, render the run's ``report.html`` to it. Returns the README's path."""
     written = snapshot(run_dir, root)
     if not written:
         raise ValueError(f"{run_dir} has no successful study to publish")
     copy_figures(run_dir, figures, main=main)
     profile = written[0].parent.parent.name
-    return write_readme(readme, root, profile=profile, main=main)
+    path = write_readme(readme, root, profile=profile, main=main)
+    report = Path(run_dir) / "report.html"
+    if screenshot is not None and report.is_file():
+        reason = screenshots.missing()
+        try:
+            if not reason:
+                print(f"report screenshot: {screenshots.page_screenshot(report, screenshot)}")
+        except Exception as err:  # the README and results are written: a browser failure must not undo that
+            reason = f"{type(err).__name__}: {err}"
+        if reason:
+            print(f"report screenshot not taken ({reason}); {screenshot} is unchanged")
+    return path

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -19,6 +20,8 @@ from actadd.studies.pipeline import PROFILES
 from actadd.studies.pipeline.cli import INTERRUPTED, main
 from actadd.studies.pipeline.runner import (
     REPO,
+    Interrupted,
+    Watch,
     check_parameters,
     duration,
     find_notebooks,
@@ -163,6 +166,22 @@ def test_a_parameter_the_notebook_does_not_define_is_refused_before_anything_run
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_name_in_profiles_yaml_is_a_parameter_of_its_notebook(profile):
     check_parameters(find_notebooks(), {}, profile)
+
+
+def test_ctrl_c_between_cells_refuses_the_next_and_a_second_one_raises():
+    """The kernel ignores a SIGINT that reaches it between cells, so the runner's own hook stops
+    the next cell from starting; and a second Ctrl-C is the default one again."""
+    before = signal.getsignal(signal.SIGINT)
+    with Watch("1/1 01_toy", every_s=60) as watch:
+        watch.on_notebook_start(notebook=SimpleNamespace(cells=[0, 1, 2]))
+        watch.on_cell_start(cell=None, cell_index=0)
+        signal.raise_signal(signal.SIGINT)  # Watch's handler: no KeyboardInterrupt here
+        assert watch.interrupted and watch.where() == "cell 1/3"
+        with pytest.raises(Interrupted):
+            watch.on_cell_start(cell=None, cell_index=1)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_durations_read_as_a_log_line_gives_them():

@@ -165,7 +165,10 @@ def _run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         models=args.models,
         heartbeat_s=args.heartbeat,
     )
-    if any(r.status == "interrupted" for r in runs):
+    # Only Ctrl-C ends a run early (a failed notebook does not stop the others), whether it
+    # stopped a notebook or came as one ended.
+    jobs = len(notebooks) * (len(args.models) if args.models else 1)
+    if len(runs) < jobs or any(r.status == "interrupted" for r in runs):
         if args.publish:
             print("not published: the run was interrupted (python -m actadd report RUN --readme publishes it)")
         return INTERRUPTED

@@ -258,8 +258,9 @@ def run_notebooks(
 
     With ``models``, every notebook runs once per model into ``out/<model>/``, each with that
     model as ``model_name`` and another embedded model as ``judge_name``, so each model
-    chooses its own settings by the same rule and no result set overwrites another. Every
-    bad name or value is refused (``ValueError``) before the first notebook starts.
+    chooses its own settings by the same rule and no result set overwrites another. A name
+    a notebook does not define, or a model with no other to judge it, is refused
+    (``ValueError``) before the first notebook starts. After Ctrl-C no further notebook starts.
     """
     if not notebooks:
         raise ValueError("no notebooks to run")
@@ -327,10 +328,11 @@ def run_notebooks(
         )
         runs.append(record)
         save_json({"profile": profile, "notebooks": [asdict(r) for r in runs]}, out / "run.json")
-        if status == "interrupted":
+        if status == "interrupted" or watch.interrupted:  # a Ctrl-C as the last cell ended stops the run too
             done = sum(r.status == "ok" for r in runs)
+            where = f"at {watch.where()}" if status == "interrupted" else "as it ended"
             print(
-                f"INTERRUPTED {label} at {watch.where()} after {duration(wall)}; "
+                f"INTERRUPTED {label} {where} after {duration(wall)}; "
                 f"{done} finished {'study' if done == 1 else 'studies'} kept in {out}",
                 flush=True,
             )

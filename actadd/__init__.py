@@ -4,37 +4,69 @@ prompts' residual streams to its forward pass (Turner et al., arXiv 2308.10248),
 The core needs only torch, nnsight, transformers, safetensors, numpy, tqdm and gguf. The studies
 (data, metrics, scorers, runner, report, explorer) are :mod:`actadd.studies`, installed with
 ``pip install 'actadd[studies]'``; this package never imports them.
+
+The exported names are imported on first use (PEP 562), so ``import actadd`` and the light
+modules under it (``actadd.io``, ``actadd.checks``, ``python -m actadd``'s argument errors) do
+not pay for torch, nnsight and transformers until a name that needs them is touched.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING, Any
 
-from actadd.control_vectors import export_gguf, import_gguf
-from actadd.embedded import EMBEDDED_MODELS
-from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs
-from actadd.models import (
-    DEFAULT_MODEL,
-    ModelInfo,
-    load_model,
-    model_info,
-    set_threads,
-    wrap_model,
-)
-from actadd.sampling import row_seeds
-from actadd.steer import Positions, apply, tokenize
-from actadd.vectors import (
-    ControlVectorFile,
-    DirectionVector,
-    MeanOfPairs,
-    Steerable,
-    Steering,
-    SteeringVector,
-    Vector,
-    as_steering,
-    encode,
-    mean_difference,
-    steering_vector,
-)
+if TYPE_CHECKING:  # what mypy and editors see; at run time _EXPORTS imports these on first use
+    from actadd.control_vectors import export_gguf, import_gguf
+    from actadd.embedded import EMBEDDED_MODELS
+    from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs
+    from actadd.models import DEFAULT_MODEL, ModelInfo, load_model, model_info, set_threads, wrap_model
+    from actadd.sampling import row_seeds
+    from actadd.steer import Positions, apply, tokenize
+    from actadd.vectors import (
+        ControlVectorFile,
+        DirectionVector,
+        MeanOfPairs,
+        Steerable,
+        Steering,
+        SteeringVector,
+        Vector,
+        as_steering,
+        encode,
+        mean_difference,
+        steering_vector,
+    )
+
+# Every exported name and the module that defines it: the one table __getattr__ imports from.
+_EXPORTS: dict[str, str] = {
+    "export_gguf": "actadd.control_vectors",
+    "import_gguf": "actadd.control_vectors",
+    "EMBEDDED_MODELS": "actadd.embedded",
+    "generate": "actadd.generation",
+    "generate_sweep": "actadd.generation",
+    "logprobs": "actadd.generation",
+    "next_token_logprobs": "actadd.generation",
+    "DEFAULT_MODEL": "actadd.models",
+    "ModelInfo": "actadd.models",
+    "load_model": "actadd.models",
+    "model_info": "actadd.models",
+    "set_threads": "actadd.models",
+    "wrap_model": "actadd.models",
+    "row_seeds": "actadd.sampling",
+    "Positions": "actadd.steer",
+    "apply": "actadd.steer",
+    "tokenize": "actadd.steer",
+    "ControlVectorFile": "actadd.vectors",
+    "DirectionVector": "actadd.vectors",
+    "MeanOfPairs": "actadd.vectors",
+    "Steerable": "actadd.vectors",
+    "Steering": "actadd.vectors",
+    "SteeringVector": "actadd.vectors",
+    "Vector": "actadd.vectors",
+    "as_steering": "actadd.vectors",
+    "encode": "actadd.vectors",
+    "mean_difference": "actadd.vectors",
+    "steering_vector": "actadd.vectors",
+}
 
 try:
     __version__ = _version("actadd")
@@ -72,3 +104,17 @@ __all__ = [
     "tokenize",
     "wrap_model",
 ]
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute (a typo) as Any
+
+    def __getattr__(name: str) -> Any:
+        """An exported name, imported from its module the first time it is asked for."""
+        if name not in _EXPORTS:
+            raise AttributeError(f"module 'actadd' has no attribute {name!r}")
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups find it without calling __getattr__
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

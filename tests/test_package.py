@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import importlib
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import actadd
+import actadd.studies
 from actadd.studies.pipeline import badges
 
 PACKAGE = Path(actadd.__file__).parent
@@ -70,10 +74,71 @@ def test_core_imports_and_steers_without_the_studies_packages(gpt2_tokenizer, tm
     assert "loaded: []" in result.stdout
 
 
+def _command_line(*args: str) -> str:
+    """A script that runs ``python -m actadd ARGS`` and then prints the heavy modules it loaded."""
+    return textwrap.dedent(f"""
+        import runpy, sys
+
+        sys.argv = ["actadd", *{list(args)!r}]
+        try:
+            runpy.run_module("actadd", run_name="__main__", alter_sys=True)
+        finally:
+            print("heavy:", sorted(set(sys.modules) & {{"torch", "nnsight", "transformers", "pandas"}}))
+    """)
+
+
 def test_command_line_without_the_studies_says_what_to_install():
-    result = _run(HIDE_STUDIES_PACKAGES + "import runpy; runpy.run_module('actadd', run_name='__main__')")
+    result = _run(HIDE_STUDIES_PACKAGES + _command_line("run", "01", "--profile", "smoke"))
     assert result.returncode != 0
     assert "pip install 'actadd[studies]'" in result.stderr
+
+
+def test_import_actadd_loads_torch_only_when_a_name_needs_it():
+    script = textwrap.dedent("""
+        import sys
+        import actadd, actadd.studies, actadd.io, actadd.checks
+        print("before:", "torch" in sys.modules, set(dir(actadd)) >= set(actadd.__all__))
+        from actadd import SteeringVector
+        print("after:", "torch" in sys.modules, SteeringVector is sys.modules["actadd.vectors"].SteeringVector)
+    """)
+    result = _run(script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "before: False True" in result.stdout and "after: True True" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "--profile", "nope"), "argument --profile: invalid choice: 'nope'"),
+        ((), "the following arguments are required: command"),
+        (("report", "/nonexistent"), "/nonexistent has no run.json"),
+    ],
+)
+def test_usage_errors_come_back_without_importing_torch(args, message):
+    """A typo on the command line costs an argparse message, not the ~20 s import of the whole stack."""
+    result = _run(_command_line(*args))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr and "usage: python -m actadd" in result.stderr
+    assert "heavy: []" in result.stdout
+
+
+def test_the_lazy_exports_are_one_table_that_mypy_sees_too():
+    """``_EXPORTS`` (what ``__getattr__`` imports), the ``TYPE_CHECKING`` imports (what mypy and
+    editors see) and ``__all__`` name the same things, each from the module that defines it."""
+    for package in (actadd, actadd.studies):
+        tree = ast.parse(Path(package.__file__).read_text())
+        typed = {
+            alias.name: node.module
+            for block in tree.body
+            if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+            for node in block.body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        assert typed == package._EXPORTS, package.__name__
+        assert set(package.__all__) - {"__version__"} == set(package._EXPORTS), package.__name__
+        for name, module in package._EXPORTS.items():
+            assert getattr(package, name) is getattr(importlib.import_module(module), name)
 
 
 def _imports(path: Path) -> set[str]:

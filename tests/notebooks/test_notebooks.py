@@ -50,7 +50,7 @@ def test_study_runs_and_judges_its_claims(smoke_run, study):
     assert all(c["estimate"]["low"] <= c["estimate"]["value"] <= c["estimate"]["high"] for c in measured)
     prose = (results / "what_it_shows.md").read_text()
     assert prose.strip() and "{" not in prose
-    assert (results / FIGURES[study]).is_file()
+    assert (results / FIGURES[study]).is_file()  # in the study's folder only: figures/ is for publish
     report = (out / "report.md").read_text()
     assert "## Claims" in report and claims[0]["statement"] in report
     assert (results / "claims.csv").stat().st_size > 0

@@ -10,8 +10,8 @@ import torch
 
 import actadd
 from actadd.studies.evaluation import overhead
-from actadd.studies.pipeline import bench
 from actadd.studies.pipeline.cli import main as cli
+from actadd.studies.pipeline.cli import thread_counts
 
 
 def test_premium_is_ratio_minus_one():
@@ -107,4 +107,4 @@ def test_bench_refuses_bad_thread_counts(bad, capsys):
 
 
 def test_thread_counts_parse_in_order_without_repeats():
-    assert bench.thread_counts("2,1,2") == [2, 1]
+    assert thread_counts("2,1,2") == [2, 1]

@@ -11,7 +11,8 @@ import pytest
 from actadd.studies.evaluation.stats import proportion
 from actadd.studies.harness.claims import Claim, ClaimsRecord, above
 from actadd.studies.harness.study import Agreement, JudgeReport
-from actadd.studies.pipeline import publish
+from actadd.studies.pipeline import publish, screenshots
+from actadd.studies.pipeline.report import write_report
 
 README_TEMPLATE = "# x\n\n<!-- results:start -->\nPLACEHOLDER\n<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n"
 
@@ -42,15 +43,26 @@ def _run(run_dir: Path, success: int, *, fail: bool = False, model: str = "toy-m
 def test_the_readme_is_rewritten_from_the_snapshot_and_failures_keep_old_results(tmp_path):
     readme, root = tmp_path / "README.md", tmp_path / "results"
     readme.write_text(README_TEMPLATE)
-    publish.publish(_run(tmp_path / "run1", 97), readme, root, main="toy-model")
+    publish.publish(
+        _run(tmp_path / "run1", 97), readme, root, figures=tmp_path / "figures", screenshot=None, main="toy-model"
+    )
     first = publish.section(readme.read_text(), "results")
     assert "97% [92%, 99%]" in first and "holds" in first and "1.5 min" in first and "run1" in first
     assert readme.read_text().startswith("# x") and "PLACEHOLDER" not in readme.read_text()
-    publish.publish(_run(tmp_path / "run2", 50), readme, root, main="toy-model")
+    publish.publish(
+        _run(tmp_path / "run2", 50), readme, root, figures=tmp_path / "figures", screenshot=None, main="toy-model"
+    )
     second = publish.section(readme.read_text(), "results")
     assert second != first and "50% [40%, 60%]" in second and "does not hold" in second
     with pytest.raises(ValueError, match="no successful study"):
-        publish.publish(_run(tmp_path / "run3", 10, fail=True), readme, root, main="toy-model")
+        publish.publish(
+            _run(tmp_path / "run3", 10, fail=True),
+            readme,
+            root,
+            figures=tmp_path / "figures",
+            screenshot=None,
+            main="toy-model",
+        )
     assert publish.section(readme.read_text(), "results") == second  # the failed run erased nothing
 
 
@@ -88,10 +100,24 @@ def test_the_replication_covers_only_the_studies_every_model_has(tmp_path):
 def test_another_models_run_adds_the_replication_table_and_keeps_the_main_results(tmp_path):
     readme, root = tmp_path / "README.md", tmp_path / "results"
     readme.write_text(README_TEMPLATE)
-    publish.publish(_run(tmp_path / "a", 97, model="model-a"), readme, root, main="model-a")
+    publish.publish(
+        _run(tmp_path / "a", 97, model="model-a"),
+        readme,
+        root,
+        figures=tmp_path / "figures",
+        screenshot=None,
+        main="model-a",
+    )
     main = publish.section(readme.read_text(), "results")
     assert publish.section(readme.read_text(), "replication") == ""  # one model: no table yet
-    publish.publish(_run(tmp_path / "b", 96, model="model-b"), readme, root, main="model-a")
+    publish.publish(
+        _run(tmp_path / "b", 96, model="model-b"),
+        readme,
+        root,
+        figures=tmp_path / "figures",
+        screenshot=None,
+        main="model-a",
+    )
     text = readme.read_text()
     assert publish.section(text, "results") == main  # the other model's run left the main results alone
     assert "**Same verdict on every model (1).** 01: It works (holds)" in publish.section(text, "replication")
@@ -137,10 +163,60 @@ def test_a_qualified_comparison_is_marked_in_both_tables(tmp_path):
     readme, root = tmp_path / "README.md", tmp_path / "results"
     readme.write_text(README_TEMPLATE)
     outside = "made outside the fluency limit: no ActAdd setting kept it; made outside the fluency limit: no PREADD"
-    publish.publish(_run(tmp_path / "a", 97, model="model-a", note=outside), readme, root, main="model-a")
+    publish.publish(
+        _run(tmp_path / "a", 97, model="model-a", note=outside),
+        readme,
+        root,
+        figures=tmp_path / "figures",
+        screenshot=None,
+        main="model-a",
+    )
     main = publish.section(readme.read_text(), "results")
     assert "| holds [1, 2] |" in main and "- [1] made outside the fluency limit: no ActAdd setting kept it" in main
-    publish.publish(_run(tmp_path / "b", 40, model="model-b"), readme, root, main="model-a")
+    publish.publish(
+        _run(tmp_path / "b", 40, model="model-b"),
+        readme,
+        root,
+        figures=tmp_path / "figures",
+        screenshot=None,
+        main="model-a",
+    )
     replication = publish.section(readme.read_text(), "replication")
     assert "97% [92%, 99%]: holds [1, 2] | 40% [31%, 50%]: does not hold |" in replication
     assert "- [2] model-a: made outside the fluency limit: no PREADD" in replication
+
+
+def test_publish_copies_the_main_models_figures_and_nothing_else_does(tmp_path):
+    readme, root, figures = tmp_path / "README.md", tmp_path / "results", tmp_path / "figures"
+    readme.write_text(README_TEMPLATE)
+    runs = {
+        name: _run(tmp_path / name, 97, model=model) for name, model in (("main", "toy-model"), ("other", "model-b"))
+    }
+    runs["failed"] = _run(tmp_path / "failed", 10, fail=True)
+    for name, run in runs.items():
+        (run / "01_study" / "toy_by_layer.png").write_bytes(f"PNG of {name}".encode())
+    publish.publish(runs["main"], readme, root, figures=figures, screenshot=None, main="toy-model")
+    assert sorted(p.name for p in figures.iterdir()) == ["toy_by_layer.png"]
+    assert (figures / "toy_by_layer.png").read_bytes() == b"PNG of main"
+    # Another model's run adds to the replication table, not to the main model's figures.
+    publish.publish(runs["other"], readme, root, figures=figures, screenshot=None, main="toy-model")
+    with pytest.raises(ValueError, match="no successful study"):
+        publish.publish(runs["failed"], readme, root, figures=figures, screenshot=None, main="toy-model")
+    assert (figures / "toy_by_layer.png").read_bytes() == b"PNG of main"
+
+
+def test_publish_renders_the_report_screenshot_where_chromium_is(tmp_path, monkeypatch, capsys):
+    readme, root, shot = tmp_path / "README.md", tmp_path / "results", tmp_path / "docs" / "report-screenshot.png"
+    readme.write_text(README_TEMPLATE)
+    run = _run(tmp_path / "run", 97)
+    write_report(run)
+    kwargs = dict(figures=tmp_path / "figures", screenshot=shot, main="toy-model")
+    if screenshots.missing() is None:
+        publish.publish(run, readme, root, **kwargs)
+        png = shot.read_bytes()
+        assert png.startswith(b"\x89PNG") and (int.from_bytes(png[16:20]), int.from_bytes(png[20:24])) == (1400, 2400)
+        assert f"report screenshot: {shot}" in capsys.readouterr().out
+        shot.unlink()
+    monkeypatch.setattr(screenshots, "missing", lambda: "chromium not found: apt-get install chromium")
+    publish.publish(run, readme, root, **kwargs)
+    assert "report screenshot not taken (chromium not found" in capsys.readouterr().out and not shot.exists()

@@ -11,8 +11,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import nbformat
 import pandas as pd
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
 from actadd.studies.harness.paper import SUMMARIES
 from actadd.studies.pipeline import runner
@@ -128,7 +130,9 @@ def test_cli_report(tmp_path, capsys):
 def test_runner_writes_the_report_and_survives_a_report_failure(tmp_path, monkeypatch, capsys):
     """run_notebooks ends with the report; if the report breaks, the runs are still returned."""
     notebook = tmp_path / "01_wedding_layers.ipynb"
-    notebook.write_text("{}")
+    kernelspec = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    cells = [new_code_cell("profile = 'default'", metadata={"tags": ["parameters"]})]
+    nbformat.write(new_notebook(cells=cells, metadata=kernelspec), notebook)
 
     def fake_execute(src, dst, parameters, **kwargs):
         Path(parameters["results_dir"]).mkdir(parents=True)

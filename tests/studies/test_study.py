@@ -17,8 +17,8 @@ import pytest
 
 from actadd.studies.evaluation.stats import Estimate
 from actadd.studies.harness import paper
+from actadd.studies.harness.colab import COLAB_ENV
 from actadd.studies.harness.study import (
-    COLAB_ENV,
     Agreement,
     JudgeReport,
     Study,

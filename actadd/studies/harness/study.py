@@ -9,9 +9,10 @@
     study.finish({"best_layer": 6}, setting)         # claims table, headline.json, wall time
     study.prose(TEMPLATE, best=estimate, ...)        # "What it shows", rendered from the numbers
 
-Everything a study writes goes into its ``results_dir`` (the runner gives each study its own);
-``python -m actadd report RUN --readme`` publishes a run into ``results/``, ``figures/`` and
-the README. Values another study or the README reads are typed records (:class:`WeddingSetting`,
+Everything a study writes goes into its ``results_dir`` (the runner gives each study its own).
+The committed ``figures/`` is written only when a run is published (``python -m actadd run
+--publish``, ``make study``), beside the README and the ``results/`` snapshot it goes with, so a
+run that stops half-way leaves all three as they were. Values another study or the README reads are typed records (:class:`WeddingSetting`,
 :class:`JudgeReport`), saved in ``headline.json`` and read back with :func:`load_record`.
 """
 
@@ -21,7 +22,6 @@ import ast
 import importlib.metadata
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -41,25 +41,11 @@ from actadd.io import atomic_write, save_json
 from actadd.studies.evaluation.stats import Estimate
 from actadd.studies.harness import paper
 from actadd.studies.harness.claims import Claim, ClaimsRecord, Verdict
+from actadd.studies.harness.colab import COLAB_PARAMETERS, on_colab
 from actadd.studies.harness.prose import render
 
 # IPython's own names in a notebook's namespace: never parameters.
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
-# Set to 1 (as ``python -m actadd run --colab`` does for its kernels) to take the Colab branch outside Colab.
-COLAB_ENV = "ACTADD_COLAB"
-# The parameter holding what a notebook changes on Colab: the paper's models and data by hub id.
-COLAB_PARAMETERS = "colab_parameters"
-
-
-def colab_requested() -> bool:
-    """Whether :data:`COLAB_ENV` asks for the Colab branch (1, true or yes)."""
-    return os.environ.get(COLAB_ENV, "").lower() in ("1", "true", "yes")
-
-
-def on_colab() -> bool:
-    """True inside a Google Colab runtime (its ``google.colab`` module is loaded there), or where
-    :data:`COLAB_ENV` asks a notebook to take its Colab branch."""
-    return "google.colab" in sys.modules or colab_requested()
 
 
 def versions() -> dict[str, str]:

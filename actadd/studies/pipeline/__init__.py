@@ -5,3 +5,7 @@ from pathlib import Path
 
 # The repository the studies run in: notebooks/, figures/, runs/, results/, README.md.
 REPO = Path(__file__).resolve().parents[3]
+
+# The sizes of notebooks/profiles.yaml: here, where the command line can check --profile
+# without importing the runner.
+PROFILES = ("smoke", "default", "paper")

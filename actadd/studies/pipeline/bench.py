@@ -176,34 +176,11 @@ def format_table(record: dict) -> str:
     return "\n".join(lines)
 
 
-def thread_counts(text: str) -> list[int]:
-    """``"1,2"`` -> ``[1, 2]``: the torch CPU thread counts to run the whole bench at, in turn."""
-    try:
-        counts = [int(part) for part in text.split(",")]
-    except ValueError:
-        counts = []
-    if not counts or any(c < 1 for c in counts):
-        raise argparse.ArgumentTypeError(f"threads must be positive ints separated by commas, e.g. 1,2; got {text!r}")
-    return list(dict.fromkeys(counts))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``bench`` subcommand's options."""
-    # 1 thread gives the stablest timings; torch's default is the count the studies run at.
-    default = ",".join(str(c) for c in dict.fromkeys([1, torch.get_num_threads()]))
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run on a tiny random GPT-2")
-    parser.add_argument(
-        "--threads",
-        type=thread_counts,
-        default=thread_counts(default),
-        help=f"torch CPU thread counts, each a full run in turn (default here: {default})",
-    )
-    parser.add_argument("--out", help="run folder (default: runs/bench-<time>)")
-
-
 def main(args: argparse.Namespace) -> int:
+    """``python -m actadd bench`` (its arguments are defined with the others in the cli module)."""
     config = BenchConfig.quick() if args.quick else BenchConfig()
     out = Path(args.out or Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}")
-    for threads in args.threads:
+    # 1 thread gives the stablest timings; torch's default is the count the studies run at.
+    for threads in args.threads or dict.fromkeys([1, torch.get_num_threads()]):
         print(format_table(run_bench(BenchConfig(**{**config.__dict__, "threads": threads}), out)), end="\n\n")
     return 0

@@ -2,9 +2,12 @@
 
 ``python -m actadd report RUN_DIR --readme`` (``make study`` does it) copies each successful
 study's ``claims.json``, ``headline.json`` and ``what_it_shows.md`` into the committed snapshot
-``results/<profile>/<model>/<study>/`` (a failed study keeps its earlier snapshot), then
-rewrites the README between ``<!-- results:start -->`` and ``<!-- results:end -->`` (and, for
-a run over several models, ``<!-- replication:start -->`` ... ``end``) from the snapshot alone.
+``results/<profile>/<model>/<study>/`` (a failed study keeps its earlier snapshot), copies the
+main model's figures into ``figures/``, then rewrites the README between
+``<!-- results:start -->`` and ``<!-- results:end -->`` (and, for a run over several models,
+``<!-- replication:start -->`` ... ``end``) from the snapshot alone. Where Chromium is
+installed, the run's ``report.html`` is rendered to ``docs/report-screenshot.png``. Nothing
+else writes into ``figures/`` or ``docs/``: a run that is not published leaves them alone.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from actadd.studies.harness.claims import Criterion, claims_table
 from actadd.studies.harness.formatting import interval, markdown_table
 from actadd.studies.harness.judges import accuracy_estimate
 from actadd.studies.harness.study import JudgeReport
-from actadd.studies.pipeline import REPO
+from actadd.studies.pipeline import REPO, screenshots
 from actadd.studies.pipeline.report import load_run
 
 RESULTS = REPO / "results"
 README = REPO / "README.md"
+FIGURES = REPO / "figures"
+SCREENSHOT = REPO / "docs" / "report-screenshot.png"
 SNAPSHOT_FILES = ("claims.json", "headline.json", "what_it_shows.md")
 MARKERS = {"results": ("<!-- results:start -->", "<!-- results:end -->"),
            "replication": ("<!-- replication:start -->", "<!-- replication:end -->")}  # fmt: skip
@@ -52,6 +57,20 @@ def snapshot(run_dir: str | Path, root: Path = RESULTS) -> list[Path]:
                 _copy(source / name, dest / name)
         save_json({"run": run_dir.name, "profile": profile, "wall_time_s": study.wall_time_s}, dest / "run.json")
         written.append(dest)
+    return written
+
+
+def copy_figures(run_dir: str | Path, figures: Path = FIGURES, *, main: str = DEFAULT_MODEL) -> list[Path]:
+    """Copy the PNGs of the run's successful studies of ``main`` into ``figures``; returns the
+    files written. Other models' figures stay in their run folders (the README shows ``main``'s)."""
+    _, studies = load_run(run_dir)
+    written = []
+    for study in studies:
+        if study.status != "ok" or study.results_dir is None or study.parameters.get("model_name") != main:
+            continue
+        for png in sorted(study.results_dir.glob("*.png")):
+            _copy(png, figures / png.name)
+            written.append(figures / png.name)
     return written
 
 
@@ -253,11 +272,33 @@ def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, m
     return atomic_write(readme, lambda tmp: tmp.write_text(text))
 
 
-def publish(run_dir: str | Path, readme: Path = README, root: Path = RESULTS, *, main: str = DEFAULT_MODEL) -> Path:
-    """Snapshot a run and regenerate the README from the whole snapshot (a run of another model
-    adds to the replication table and leaves the main results alone)."""
+def publish(
+    run_dir: str | Path,
+    readme: Path = README,
+    root: Path = RESULTS,
+    *,
+    main: str = DEFAULT_MODEL,
+    figures: Path = FIGURES,
+    screenshot: Path | None = SCREENSHOT,
+) -> Path:
+    """Snapshot a run, copy ``main``'s figures into ``figures`` and regenerate the README from
+    the whole snapshot (a run of another model adds to the replication table and leaves the
+    main results and figures alone); then, where Chromium is installed and ``screenshot`` is
+    given, render the run's ``report.html`` to it. Returns the README's path."""
     written = snapshot(run_dir, root)
     if not written:
         raise ValueError(f"{run_dir} has no successful study to publish")
+    copy_figures(run_dir, figures, main=main)
     profile = written[0].parent.parent.name
-    return write_readme(readme, root, profile=profile, main=main)
+    path = write_readme(readme, root, profile=profile, main=main)
+    report = Path(run_dir) / "report.html"
+    if screenshot is not None and report.is_file():
+        reason = screenshots.missing()
+        try:
+            if not reason:
+                print(f"report screenshot: {screenshots.page_screenshot(report, screenshot)}")
+        except Exception as err:  # the README and results are written: a browser failure must not undo that
+            reason = f"{type(err).__name__}: {err}"
+        if reason:
+            print(f"report screenshot not taken ({reason}); {screenshot} is unchanged")
+    return path

@@ -5,7 +5,7 @@
 reads ``run.json`` (written by :func:`actadd.runner.run_notebooks`) and each study's
 ``<results_dir>/headline.json`` with its PNGs and CSVs, and writes ``report.md`` (figures
 linked relatively) and ``report.html`` (self-contained: figures embedded as base64) into the
-run folder. A failed study is shown as failed with its error; the others still report.
+run folder. A failed (or interrupted) study is shown as such with its error; the others still report.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom:
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; }
-.ok { color: #176b1d; font-weight: 600; } .failed, .incomplete { color: #b00020; font-weight: 600; }
+.ok { color: #176b1d; font-weight: 600; } .failed, .incomplete, .interrupted { color: #b00020; font-weight: 600; }
 .error { background: #fdecee; border-left: 4px solid #b00020; padding: 0.5em 1em; font-family: monospace; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5em; }
 .claim { background: #f3f6fb; border-left: 4px solid #4a6fa5; padding: 0.5em 1em; }

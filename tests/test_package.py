@@ -202,3 +202,23 @@ def test_badges_command_rewrites_a_stale_address(tmp_path):
     assert "github/someone/fork/blob/main/notebooks/00_quickstart.ipynb" in text
     assert "git+https://github.com/someone/fork" in text and "actadd/actadd" not in text
     assert badges.stale_files(tmp_path) == []
+
+
+# The studies layer's tiers, lowest first: a module imports only from its own tier or lower ones.
+TIERS = ("evaluation", "data", "harness", "pipeline")
+
+
+def test_the_studies_tiers_import_one_way():
+    graph = _module_graph()
+
+    def tier(name: str) -> int | None:
+        parts = name.split(".")
+        return TIERS.index(parts[2]) if len(parts) > 2 and parts[1] == "studies" and parts[2] in TIERS else None
+
+    upward = sorted(
+        (name, dep)
+        for name, deps in graph.items()
+        for dep in deps
+        if tier(name) is not None and tier(dep) is not None and tier(dep) > tier(name)  # type: ignore[operator]
+    )
+    assert upward == []

@@ -83,10 +83,12 @@ def test_claims_are_written_before_they_are_measured(tmp_path):
     assert record.record("x.best", stats.proportion(31, 32)) == "unresolved"
     assert record.record("x.base", stats.proportion(0, 128)) == "holds"
     table = claims.claims_table([claims.load_claims(tmp_path / "claims.json")])
-    columns = ["study", "claim", "the paper", "measured [95% CI]", "criterion", "verdict", "note"]
+    columns = ["study", "claim", "the paper", "measured [95% CI]", "half-width", "criterion", "verdict", "note"]
     assert table.columns.tolist() == columns
     assert table["verdict"].tolist() == ["unresolved", "holds"]
     assert table["measured [95% CI]"][1].startswith("0% [0%, ")
+    zero = stats.proportion(0, 128)
+    assert table["half-width"][1] == f"±{100 * (zero.high - zero.low) / 2:.1f}%"
     with pytest.raises(ValueError, match="was not declared"):
         record.record("x.other", stats.proportion(1, 2))
     with pytest.raises(ValueError, match="declared twice"):

@@ -28,7 +28,7 @@ import pandas as pd
 
 from actadd.io import save_json
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness.formatting import Unit, interval, value
+from actadd.studies.harness.formatting import Unit, half_width, interval, value
 
 Verdict = Literal["holds", "does not hold", "unresolved", "not measured"]
 
@@ -179,6 +179,7 @@ def _row(claim: dict[str, Any]) -> dict[str, str]:
         "claim": label,
         "the paper": claim["paper"],
         "measured [95% CI]": interval(estimate, unit),
+        "half-width": "-" if estimate is None else half_width(estimate, unit),
         "criterion": criterion.describe(unit),
         "verdict": "not measured" if estimate is None else criterion.verdict(estimate),
         "note": claim.get("note", ""),
@@ -190,5 +191,5 @@ def claims_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     estimates, so a table can never disagree with its numbers. ``note`` says how a measurement
     was qualified (a comparison made outside the fluency limit), else is empty."""
     rows = [{"study": r["study"], **_row(c)} for r in records for c in r["claims"]]
-    columns = ["study", "claim", "the paper", "measured [95% CI]", "criterion", "verdict", "note"]
+    columns = ["study", "claim", "the paper", "measured [95% CI]", "half-width", "criterion", "verdict", "note"]
     return pd.DataFrame(rows, columns=columns)

@@ -123,8 +123,11 @@ WEB_TEXT_READERS: dict[str, Callable[[], Iterator[tuple[str, str]]]] = {
 }
 
 
-def build_web_text_pool(readers: dict[str, Callable[[], Iterator[tuple[str, str]]]] = WEB_TEXT_READERS) -> pd.DataFrame:
-    """Every passage of every reader with its wedding-word count and density, duplicates dropped.
+def build_web_text_pool(
+    readers: dict[str, Callable[[], Iterator[tuple[str, str]]]] = WEB_TEXT_READERS, passage_words: int = PASSAGE_WORDS
+) -> pd.DataFrame:
+    """Every passage (of about ``passage_words`` words at most, :func:`_passages`) of every
+    reader with its wedding-word count and density, duplicates dropped.
 
     Columns: text, source, origin, n_words, wedding_count, wedding_density (wedding words per
     word token, words as :func:`actadd.studies.evaluation.text.word_tokens` finds them).
@@ -132,7 +135,7 @@ def build_web_text_pool(readers: dict[str, Callable[[], Iterator[tuple[str, str]
     rows = []
     for source, read in readers.items():
         for origin, text in tqdm(read(), desc=f"web text: {source}", leave=False):
-            for part, passage in enumerate(_passages(text)):
+            for part, passage in enumerate(_passages(text, passage_words)):
                 n_words = len(word_tokens(passage))
                 if n_words >= MIN_DOC_WORDS:
                     count = topic_word_count(passage, WEDDING_WORDS)

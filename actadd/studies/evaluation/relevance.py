@@ -106,18 +106,22 @@ def perplexity_ratio_by_bin(
 
 
 def sample_documents(
-    pool: pd.DataFrame, n: int, *, related_fraction: float, max_words: int | None, seed: int = 0
+    pool: pd.DataFrame, n: int | None, *, related_fraction: float, max_words: int | None, seed: int = 0
 ) -> pd.DataFrame:
-    """``n`` whole documents of at most ``max_words`` words, ``related_fraction`` of them with a topic word.
+    """``n`` whole documents of at most ``max_words`` words, ``related_fraction`` of them with a
+    topic word; with ``n=None``, every document with a topic word and as many others as
+    ``related_fraction`` asks for (as many again at 0.5).
 
     ``pool`` has the columns of ``actadd.data.web_text`` (``n_words``, ``wedding_count``).
     Whole documents, not cut ones, so a document's density is the one it was binned by.
     """
-    integer(n, "n", minimum=2)
-    if not 0 <= related_fraction <= 1:
-        raise ValueError(f"related_fraction must be in [0, 1], got {related_fraction!r}")
+    if not 0 < related_fraction <= 1:
+        raise ValueError(f"related_fraction must be in (0, 1], got {related_fraction!r}")
     short = pool if max_words is None else pool[pool["n_words"] <= max_words]
     related, unrelated = short[short["wedding_count"] > 0], short[short["wedding_count"] == 0]
+    if n is None:
+        n = round(len(related) / related_fraction)
+    integer(n, "n", minimum=2)
     n_related = round(n * related_fraction)
     if n_related > len(related) or n - n_related > len(unrelated):
         raise ValueError(

@@ -274,14 +274,23 @@ def score_unique(score: Callable[[list[str]], np.ndarray], texts: Sequence[str])
 
 
 def judge_perplexity(
-    judge: TransformersModel, frame: pd.DataFrame, *, first_sample_only: bool = False, batch_size: int = 16
+    judge: TransformersModel,
+    frame: pd.DataFrame,
+    *,
+    first_sample_only: bool = False,
+    n_prompts: int | None = None,
+    batch_size: int = 16,
 ) -> np.ndarray:
     """The perplexity of each completion given its (plain) prompt under ``judge``
     (:func:`~actadd.studies.evaluation.scorers.continuation_perplexity`), per row of a :func:`sample`
     table; NaN for a blank completion, and with ``first_sample_only`` for every row but each
-    prompt's first sample (a selection judges fluency on those only). Each distinct
-    (prompt, completion) is scored once."""
-    rows = frame.index[frame["sample"] == 0] if first_sample_only else frame.index
+    prompt's first sample (a selection judges fluency on those only), with ``n_prompts`` for every
+    prompt after the first ``n_prompts`` (where no claim rests on fluency and the judge's cost
+    would crowd out prompts). Each distinct (prompt, completion) is scored once."""
+    keep = frame["sample"] == 0 if first_sample_only else pd.Series(True, index=frame.index)
+    if n_prompts is not None:
+        keep &= frame["prompt_id"] < integer(n_prompts, "n_prompts", minimum=1)
+    rows = frame.index[keep]
     pairs = frame.loc[rows, ["prompt", "completion"]].drop_duplicates()
     scored = continuation_perplexity(
         judge, pairs["prompt"].tolist(), pairs["completion"].tolist(), batch_size=batch_size

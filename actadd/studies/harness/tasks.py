@@ -76,6 +76,8 @@ class SearchSpace:
     n_select_samples: int
     n_eval_samples: int
     fluency_tolerance: float
+    # How many evaluation prompts the judge scores (None: all); the selection's are all judged.
+    n_judged_prompts: int | None = None
 
     def __post_init__(self) -> None:
         integer(self.n_select_samples, "n_select_samples", minimum=1)
@@ -126,21 +128,23 @@ def run_task(
         candidates = search_space(model, task.p_plus, task.p_minus, search.actadd, task.preadd_prefix, search.preadd,
                                   task.pairs)  # fmt: skip
 
-    def measured(prompts: Sequence[str], methods: list, n_samples: int, stream: int) -> pd.DataFrame:
+    def measured(
+        prompts: Sequence[str], methods: list, n_samples: int, stream: int, judged: int | None
+    ) -> pd.DataFrame:
         with study.timed("generation"):
             frame = sample(model, prompts, methods, n_samples, seed=seed, stream=stream, **sampling)
         with study.timed("scoring"):
             frame = score(frame)
         with study.timed("judging"):
-            frame["perplexity"] = judge_perplexity(judge, frame, first_sample_only=True)
+            frame["perplexity"] = judge_perplexity(judge, frame, first_sample_only=True, n_prompts=judged)
         return frame.assign(direction=task.label)
 
-    chosen_on = measured(task.select_prompts, candidates, search.n_select_samples, streams.SELECT)
+    chosen_on = measured(task.select_prompts, candidates, search.n_select_samples, streams.SELECT, None)
     selection = select(chosen_on, objective, maximize=maximize, fluency_tolerance=search.fluency_tolerance,
                        methods=candidates, seed=seed)  # fmt: skip
     print(f"{task.label}:\n{selection.report()}")
     evaluated = measured(task.eval_prompts, selection.evaluation_methods(task.instruction), search.n_eval_samples,
-                         streams.CONFIRM)  # fmt: skip
+                         streams.CONFIRM, search.n_judged_prompts)  # fmt: skip
     return TaskRun(task, selection, chosen_on, evaluated)
 
 

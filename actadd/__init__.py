@@ -10,10 +10,11 @@ modules under it (``actadd.io``, ``actadd.checks``, ``python -m actadd``'s argum
 not pay for torch, nnsight and transformers until a name that needs them is touched.
 """
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from actadd._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what mypy and editors see; at run time _EXPORTS imports these on first use
     from actadd.control_vectors import export_gguf, import_gguf
@@ -106,15 +107,4 @@ __all__ = [
 ]
 
 if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute (a typo) as Any
-
-    def __getattr__(name: str) -> Any:
-        """An exported name, imported from its module the first time it is asked for."""
-        if name not in _EXPORTS:
-            raise AttributeError(f"module 'actadd' has no attribute {name!r}")
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later lookups find it without calling __getattr__
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__, globals())

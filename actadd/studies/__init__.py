@@ -10,8 +10,9 @@ actadd`` reaches :mod:`actadd.studies.pipeline.cli` through this package, and it
 errors should not wait for torch, nnsight and pandas.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from actadd._lazy import lazy_exports
 
 if TYPE_CHECKING:  # what mypy and editors see; at run time _EXPORTS imports these on first use
     from actadd.studies.explorer import explore
@@ -30,15 +31,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["Study", "explore", "model_description", "on_colab"]
 
 if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute (a typo) as Any
-
-    def __getattr__(name: str) -> Any:
-        """An exported name, imported from its module the first time it is asked for."""
-        if name not in _EXPORTS:
-            raise AttributeError(f"module 'actadd.studies' has no attribute {name!r}")
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later lookups find it without calling __getattr__
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__, globals())

@@ -97,27 +97,18 @@ def test_the_replication_covers_only_the_studies_every_model_has(tmp_path):
         publish.replication_section(root, profile="default", models=["model-a", "model-c"])
 
 
+def _publish(run: Path, readme: Path, root: Path, tmp_path: Path) -> Path:
+    """Publish a run of the fake studies with model-a as the main model, figures and no screenshot in tmp_path."""
+    return publish.publish(run, readme, root, figures=tmp_path / "figures", screenshot=None, main="model-a")
+
+
 def test_another_models_run_adds_the_replication_table_and_keeps_the_main_results(tmp_path):
     readme, root = tmp_path / "README.md", tmp_path / "results"
     readme.write_text(README_TEMPLATE)
-    publish.publish(
-        _run(tmp_path / "a", 97, model="model-a"),
-        readme,
-        root,
-        figures=tmp_path / "figures",
-        screenshot=None,
-        main="model-a",
-    )
+    _publish(_run(tmp_path / "a", 97, model="model-a"), readme, root, tmp_path)
     main = publish.section(readme.read_text(), "results")
     assert publish.section(readme.read_text(), "replication") == ""  # one model: no table yet
-    publish.publish(
-        _run(tmp_path / "b", 96, model="model-b"),
-        readme,
-        root,
-        figures=tmp_path / "figures",
-        screenshot=None,
-        main="model-a",
-    )
+    _publish(_run(tmp_path / "b", 96, model="model-b"), readme, root, tmp_path)
     text = readme.read_text()
     assert publish.section(text, "results") == main  # the other model's run left the main results alone
     assert "**Same verdict on every model (1).** 01: It works (holds)" in publish.section(text, "replication")
@@ -163,24 +154,10 @@ def test_a_qualified_comparison_is_marked_in_both_tables(tmp_path):
     readme, root = tmp_path / "README.md", tmp_path / "results"
     readme.write_text(README_TEMPLATE)
     outside = "made outside the fluency limit: no ActAdd setting kept it; made outside the fluency limit: no PREADD"
-    publish.publish(
-        _run(tmp_path / "a", 97, model="model-a", note=outside),
-        readme,
-        root,
-        figures=tmp_path / "figures",
-        screenshot=None,
-        main="model-a",
-    )
+    _publish(_run(tmp_path / "a", 97, model="model-a", note=outside), readme, root, tmp_path)
     main = publish.section(readme.read_text(), "results")
     assert "| holds [1, 2] |" in main and "- [1] made outside the fluency limit: no ActAdd setting kept it" in main
-    publish.publish(
-        _run(tmp_path / "b", 40, model="model-b"),
-        readme,
-        root,
-        figures=tmp_path / "figures",
-        screenshot=None,
-        main="model-a",
-    )
+    _publish(_run(tmp_path / "b", 40, model="model-b"), readme, root, tmp_path)
     replication = publish.section(readme.read_text(), "replication")
     assert "97% [92%, 99%]: holds [1, 2] | 40% [31%, 50%]: does not hold |" in replication
     assert "- [2] model-a: made outside the fluency limit: no PREADD" in replication

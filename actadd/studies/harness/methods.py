@@ -133,13 +133,13 @@ def actadd(
     the depth), its strength given as a ``relative_norm`` (which transfers between models) or a
     ``coeff``; both are recorded."""
     vector = steering_vector(model, p_plus, p_minus, layer=layer, coeff=coeff, relative_norm=relative_norm)
+    return _steered("actadd", vector, name or f"ActAdd layer {vector.layer}, norm {vector.relative_norm:.3g}")
+
+
+def _steered(kind: Kind, vector: SteeringVector | DirectionVector, name: str) -> Method:
+    """A steered method whose setting columns are its vector's."""
     return Method(
-        name or f"ActAdd layer {vector.layer}, norm {vector.relative_norm:.3g}",
-        "actadd",
-        layer=vector.layer,
-        coeff=vector.coeff,
-        relative_norm=vector.relative_norm,
-        steering=vector,
+        name, kind, layer=vector.layer, coeff=vector.coeff, relative_norm=vector.relative_norm, steering=vector
     )
 
 
@@ -161,13 +161,8 @@ def mean_difference(
         raise ValueError(f"the pairs give a zero mean difference at layer {unit.layer}: no strength reaches a norm")
     vector = unit * (real(relative_norm, "relative_norm", minimum=0) / unit.relative_norm)
     assert vector.relative_norm is not None  # a vector read from pairs has one
-    return Method(
-        name or f"mean difference layer {vector.layer}, norm {vector.relative_norm:.3g}",
-        "meandiff",
-        layer=vector.layer,
-        coeff=vector.coeff,
-        relative_norm=vector.relative_norm,
-        steering=vector,
+    return _steered(
+        "meandiff", vector, name or f"mean difference layer {vector.layer}, norm {vector.relative_norm:.3g}"
     )
 
 

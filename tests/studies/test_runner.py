@@ -304,3 +304,14 @@ def test_ctrl_c_stops_the_run_and_keeps_what_finished(tmp_path):
     assert "## 00_quickstart: ok" in report and "## 01_wedding_layers: interrupted" in report
     assert (out / "00_quickstart" / "headline.json").is_file()
     assert _digest(REPO / "figures") == before
+
+
+@pytest.mark.parametrize("notebook", find_notebooks(), ids=lambda p: p.stem)
+def test_papermill_sees_every_name_of_the_parameters_cell(notebook):
+    """papermill skips a line with two '=' (one in its comment, say), and -p would then refuse
+    that parameter: every name the cell assigns must be one papermill reads."""
+    import papermill
+
+    from actadd.studies.harness.study import parameter_names
+
+    assert sorted(papermill.inspect_notebook(str(notebook))) == sorted(parameter_names(notebook) or [])

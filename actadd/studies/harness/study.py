@@ -18,7 +18,6 @@ run that stops half-way leaves all three as they were. Values another study or t
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import json
 import math
@@ -42,6 +41,7 @@ from actadd.studies.evaluation.stats import Estimate
 from actadd.studies.harness import paper
 from actadd.studies.harness.claims import Claim, ClaimsRecord, Verdict
 from actadd.studies.harness.colab import COLAB_PARAMETERS, on_colab
+from actadd.studies.harness.parameters import parameter_names
 from actadd.studies.harness.prose import render
 
 # IPython's own names in a notebook's namespace: never parameters.
@@ -224,27 +224,6 @@ class Study:
         atomic_write(self.dir / "what_it_shows.md", lambda tmp: tmp.write_text(text))
         _show_markdown(text)
         return text
-
-
-def parameter_names(notebook: Path) -> list[str] | None:
-    """The names the notebook's cell tagged ``parameters`` assigns, in order; None when there
-    is no such notebook file."""
-    if not notebook.is_file():
-        return None
-    cells = json.loads(notebook.read_text())["cells"]
-    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(tagged) != 1:
-        raise ValueError(f"{notebook} must have exactly one cell tagged 'parameters', found {len(tagged)}")
-    names: list[str] = []
-    for node in ast.parse("".join(tagged[0]["source"])).body:
-        targets = (
-            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        )
-        for target in targets:
-            for leaf in target.elts if isinstance(target, ast.Tuple) else [target]:
-                if isinstance(leaf, ast.Name) and leaf.id not in names:
-                    names.append(leaf.id)
-    return names
 
 
 def _plain(value: Any) -> bool:

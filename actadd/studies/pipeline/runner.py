@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from actadd.io import save_json
 from actadd.studies.harness.colab import COLAB_ENV, colab_requested
+from actadd.studies.harness.parameters import parameter_names
 from actadd.studies.pipeline import PROFILES, REPO
 from actadd.studies.pipeline.report import write_report
 
@@ -101,8 +102,8 @@ def profile_parameters(notebook: Path, profile: str, profiles_file: Path | None 
 
 
 def notebook_parameters(notebook: Path) -> list[str]:
-    """The names the notebook's ``parameters`` cell defines (papermill's reading of it), sorted."""
-    return sorted(papermill.inspect_notebook(notebook))
+    """The names the notebook's ``parameters`` cell defines, sorted."""
+    return sorted(parameter_names(notebook) or [])
 
 
 def check_parameters(notebooks: Sequence[Path], parameters: dict[str, Any], profile: str) -> None:

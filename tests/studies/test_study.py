@@ -25,6 +25,7 @@ from actadd.studies.harness.study import (
     WeddingSetting,
     load_record,
     parameter_names,
+    wedding_grid,
     wedding_setting,
 )
 from actadd.studies.pipeline.publish import RESULTS
@@ -126,6 +127,20 @@ def test_a_later_study_reads_the_setting_01_chose_in_its_run(tmp_path):
     chosen.finish({}, WeddingSetting(10, 2.0))
     setting, source = wedding_setting(tmp_path / "02_perplexity_relevance", default)
     assert setting == WeddingSetting(10, 2.0) and source == "chosen by notebook 01 in this run"
+
+
+def test_the_topic_studies_grid_steers_at_the_setting_01_chose_with_its_relative_norm(tmp_path, gpt2_random):
+    chosen = Study("01_wedding_layers", {"results_dir": str(tmp_path / "01_wedding_layers"), "seed": 0})
+    chosen.declare([paper.claims("00_quickstart", {})[0]])
+    chosen.finish({}, WeddingSetting(2, 1.5))
+    grid = wedding_grid(
+        gpt2_random, " weddings", "", [0.5, 1.0], tmp_path / "03_factual_recall", WeddingSetting(3, 4.0)
+    )
+    assert grid.setting == WeddingSetting(2, 1.5) and grid.source == "chosen by notebook 01 in this run"
+    assert list(grid.vectors) == sorted({0.5, 1.0, grid.tuned_coeff})
+    assert all(v.layer == 2 and v.coeff == c for c, v in grid.vectors.items())
+    assert grid.vectors[grid.tuned_coeff].relative_norm == pytest.approx(1.5, rel=1e-4)
+    assert grid.vectors[1.0].relative_norm == pytest.approx(grid.vectors[0.5].relative_norm * 2, rel=1e-4)
 
 
 def _defaults(study: str) -> dict:

@@ -24,7 +24,7 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,9 +35,10 @@ import pandas as pd
 import seaborn as sns
 from nnsight.modeling.transformers import TransformersModel
 
-from actadd import load_model
+from actadd import SteeringVector, load_model
 from actadd.io import atomic_write, save_json
 from actadd.studies.evaluation.stats import Estimate
+from actadd.studies.evaluation.topic import coefficient_grid
 from actadd.studies.harness import paper
 from actadd.studies.harness.claims import Claim, ClaimsRecord, Verdict
 from actadd.studies.harness.colab import COLAB_PARAMETERS, on_colab
@@ -333,3 +334,39 @@ def wedding_setting(results_dir: str | Path, default: WeddingSetting) -> tuple[W
     if chosen is not None:
         return chosen, "chosen by notebook 01 in this run"
     return default, "this notebook's parameters (no 01_wedding_layers result in this run folder)"
+
+
+@dataclass(frozen=True)
+class WeddingGrid:
+    """The vectors a topic study (02, 03) steers with: ``p_plus - p_minus`` at the setting's
+    layer for each coefficient of its grid and for the tuned strength, and where the setting
+    came from (a phrase for the prose)."""
+
+    setting: WeddingSetting
+    source: str
+    vectors: dict[float, SteeringVector]  # {coeff: vector}, coefficients increasing
+    tuned_coeff: float
+
+    def __str__(self) -> str:
+        return (
+            f"layer {self.setting.layer}, tuned relative norm {self.setting.relative_norm:.3g} "
+            f"(c = {self.tuned_coeff:.3g} on this model): {self.source}"
+        )
+
+
+def wedding_grid(
+    model: TransformersModel,
+    p_plus: str,
+    p_minus: str,
+    coeffs: Sequence[float],
+    results_dir: str | Path,
+    default: WeddingSetting,
+) -> WeddingGrid:
+    """The :class:`WeddingGrid` at the setting :func:`wedding_setting` gives for this run: the
+    vectors for each of ``coeffs`` and for the coefficient that gives the setting's relative norm
+    on ``model``."""
+    setting, source = wedding_setting(results_dir, default)
+    vectors, tuned = coefficient_grid(
+        model, p_plus, p_minus, layer=setting.layer, coeffs=coeffs, relative_norm=setting.relative_norm
+    )
+    return WeddingGrid(setting, source, vectors, tuned)

@@ -98,7 +98,7 @@ def load_model(
     name: str = DEFAULT_MODEL,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     threads: int | None = None,
     remote: bool | Literal["local"] = False,
     device_map: str | dict | None = None,
@@ -106,8 +106,9 @@ def load_model(
 ) -> TransformersModel:
     """Load a causal LM by embedded name, hub id or local folder, wrapped for nnsight.
 
-    ``device`` defaults to CUDA when available, else CPU; ``dtype`` to float32 on CPU and
-    bfloat16/float16 on CUDA. ``threads`` sets torch's CPU thread count.
+    ``device`` defaults to CUDA when available, else CPU; ``dtype`` (a torch dtype or its name,
+    e.g. ``"bfloat16"``) to float32 on CPU and bfloat16/float16 on CUDA. ``threads`` sets
+    torch's CPU thread count.
 
     ``remote=True`` runs every ActAdd trace on the NDIF service through nnsight: ``name`` must
     be a hub id NDIF serves, no weights are downloaded (the local copy is built on the meta
@@ -122,6 +123,7 @@ def load_model(
         raise ValueError(f"model name must be a non-empty string, got {name!r}; embedded: {embedded_names()}")
     if remote not in (False, True, "local"):
         raise ValueError(f"remote must be False, True (the NDIF service) or 'local', got {remote!r}")
+    dtype = parse_dtype(dtype)
     if remote is True:
         return _remote_model(name, dtype)
     if threads is not None:
@@ -145,6 +147,19 @@ def load_model(
     else:  # accelerate places the layers; moving the model afterwards would undo it
         hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map, **kwargs)
     return wrap_model(hf_model, tokenizer, name=name, start_token=start_token, remote=remote)
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A torch floating dtype from itself or its name (``"bfloat16"``, ``"torch.bfloat16"``)."""
+    if dtype is None or dtype in DTYPES.values():
+        return dtype  # type: ignore[return-value]
+    name = dtype.removeprefix("torch.") if isinstance(dtype, str) else None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))} (or that torch dtype), got {dtype!r}")
+    return DTYPES[name]
 
 
 def _remote_model(name: str, dtype: torch.dtype | None) -> TransformersModel:

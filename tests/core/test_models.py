@@ -105,3 +105,18 @@ def test_an_architecture_the_table_does_not_know_is_found_by_shape(gpt2_tokenize
         80,
         gpt2_tokenizer.bos_token_id,
     )
+
+
+def test_a_dtype_by_name_loads_the_model_in_it_and_steers_there(gpt2_random, tmp_path):
+    """``dtype="bfloat16"`` (a papermill parameter is a string) loads the weights in bfloat16;
+    a vector read there steers there, and c = 0 leaves generation as unsteered."""
+    gpt2_random._module.save_pretrained(tmp_path)
+    gpt2_random.tokenizer.save_pretrained(tmp_path)
+    model = actadd.load_model(str(tmp_path), dtype="bfloat16")
+    assert {p.dtype for p in model._module.parameters()} == {torch.bfloat16}
+    vector = actadd.steering_vector(model, " love", " hate", layer=1, coeff=0.0)
+    prompts = ["I think that", "The weather"]
+    unsteered = actadd.generate(model, prompts, max_new_tokens=5, seed=3, progress=False)
+    assert actadd.generate(model, prompts, vector, max_new_tokens=5, seed=3, progress=False) == unsteered
+    with pytest.raises(ValueError, match="'float32', 'bfloat16', 'float16'.*got 'bf16'"):
+        actadd.load_model(str(tmp_path), dtype="bf16")

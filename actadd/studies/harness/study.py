@@ -121,14 +121,19 @@ class Study:
     def __getitem__(self, name: str) -> Any:
         return self.parameters[name]
 
+    def load_model(self) -> TransformersModel:
+        """The steered model (``model_name``, on NDIF when ``remote``) in the study's ``dtype``."""
+        return load_model(self["model_name"], dtype=self.parameters.get("dtype"),
+                          remote=self.parameters.get("remote", False))  # fmt: skip
+
     def load_models(self) -> tuple[TransformersModel, TransformersModel]:
-        """The steered model (``model_name``, on NDIF when ``remote``) and the judge
-        (``judge_name``): another model than the steered one, since a model judging its own text
-        is no independent measure."""
+        """The steered model (:meth:`load_model`) and the judge (``judge_name``, in the same
+        ``dtype``): another model than the steered one, since a model judging its own text is no
+        independent measure."""
         model_name, judge_name = self["model_name"], self["judge_name"]
         if judge_name == model_name:
             raise ValueError(f"judge_name is the steered model ({model_name!r}): judge with another model")
-        return load_model(model_name, remote=self.parameters.get("remote", False)), load_model(judge_name)
+        return self.load_model(), load_model(judge_name, dtype=self.parameters.get("dtype"))
 
     # --- claims ----------------------------------------------------------------------------
 

@@ -82,19 +82,9 @@ def reference_greedy(model, prompt: str, layer: int, vector: torch.Tensor, n: in
     """Greedy decoding with a KV cache, steering the prompt pass only, no frequency penalty."""
     hook = AddHook(model, layer, vector)
     try:
-        with torch.no_grad():
-            ids = torch.tensor([token_ids(model, prompt)])
-            out = model._module.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=n,
-                do_sample=False,
-                pad_token_id=actadd.model_info(model).pad_token_id,
-                eos_token_id=None,
-            )
+        return greedy(model, token_ids(model, prompt), n, stop=False)
     finally:
         hook.handle.remove()
-    return out[0, ids.shape[1] :].tolist()
 
 
 def greedy(model, ids: list[int], n: int, *, stop: bool = True) -> list[int]:

@@ -27,26 +27,30 @@ def test_greedy_generation_matches_reference_and_steers_prompt_pass_only(fixture
         assert text == model.tokenizer.decode(ref, skip_special_tokens=True)
 
 
+def block_inputs(model, index: int, run) -> list[torch.Tensor]:
+    """What block ``index`` is given, one tensor per forward pass, while ``run()`` runs."""
+    seen: list[torch.Tensor] = []
+    handle = block(model, index).register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
 def test_decode_steps_are_not_steered(gpt2_random):
     """Block inputs seen during a steered generate equal those of the prompt-pass-only reference
     at every step; an addition on decode steps would shift them by the vector."""
     model = gpt2_random
     v = actadd.steering_vector(model, " weddings", "", layer=2, coeff=50.0)
 
-    def record(run) -> list[torch.Tensor]:
-        seen: list[torch.Tensor] = []
-        handle = block(model, 3).register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-        try:
-            run()
-        finally:
-            handle.remove()
-        return seen
-
-    ours = record(
-        lambda: actadd.generate(model, PROMPTS[0], v, temperature=0, freq_penalty=0, max_new_tokens=4, progress=False)
+    ours = block_inputs(
+        model,
+        3,
+        lambda: actadd.generate(model, PROMPTS[0], v, temperature=0, freq_penalty=0, max_new_tokens=4, progress=False),
     )
-    ref = record(lambda: reference_greedy(model, PROMPTS[0], 2, v.vector, 4))
-    unsteered = record(lambda: reference_greedy(model, PROMPTS[0], 2, 0 * v.vector, 4))
+    ref = block_inputs(model, 3, lambda: reference_greedy(model, PROMPTS[0], 2, v.vector, 4))
+    unsteered = block_inputs(model, 3, lambda: reference_greedy(model, PROMPTS[0], 2, 0 * v.vector, 4))
     assert [s.shape[1] for s in ours] == [len(token_ids(model, PROMPTS[0])), 1, 1, 1]
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
@@ -225,24 +229,15 @@ def test_all_positions_steer_each_decoded_token_exactly_once(gpt2_random):
     model = gpt2_random
     d = actadd.mean_difference(model, PAIRS, layer=2, relative_norm=4.0)
 
-    def record(run) -> list[torch.Tensor]:
-        seen: list[torch.Tensor] = []
-        handle = block(model, 3).register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-        try:
-            run()
-        finally:
-            handle.remove()
-        return seen
-
     greedy_args = dict(temperature=0, freq_penalty=0, max_new_tokens=5, progress=False)
-    ours = record(lambda: actadd.generate(model, PROMPTS[0], d, positions="all", **greedy_args))
+    ours = block_inputs(model, 3, lambda: actadd.generate(model, PROMPTS[0], d, positions="all", **greedy_args))
     with DirectionHook(model, 2, d.vector) as hook:
-        ref = record(lambda: greedy(model, token_ids(model, PROMPTS[0]), 5))
+        ref = block_inputs(model, 3, lambda: greedy(model, token_ids(model, PROMPTS[0]), 5))
     assert hook.seen == [len(token_ids(model, PROMPTS[0])) - 1, 1, 1, 1, 1]
     assert [s.shape[1] for s in ours] == [s.shape[1] for s in ref] == [len(token_ids(model, PROMPTS[0])), 1, 1, 1, 1]
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    front_only = record(lambda: actadd.generate(model, PROMPTS[0], **greedy_args))
+    front_only = block_inputs(model, 3, lambda: actadd.generate(model, PROMPTS[0], **greedy_args))
     assert not torch.allclose(ours[1], front_only[1], atol=1e-2)  # decode steps were steered
 
 

@@ -268,6 +268,10 @@ class Sampling:
     top_p: float = 0.3
     freq_penalty: float = 1.0
 
+    def generate_kwargs(self) -> dict[str, Any]:
+        """These settings as keyword arguments of :func:`actadd.generate`, without a progress bar."""
+        return dict(vars(self), progress=False)
+
 
 def generation_cost(
     model: TransformersModel,
@@ -300,14 +304,7 @@ def generation_cost(
         eos_token_id=list(info.stop_token_ids) or None,  # where actadd.generate stops too
     )
     seeds = row_seeds(seed, len(prompts))
-    kwargs: dict[str, Any] = dict(
-        max_new_tokens=sampling.max_new_tokens,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        freq_penalty=sampling.freq_penalty,
-        seed=seed,
-        progress=False,
-    )
+    kwargs = dict(sampling.generate_kwargs(), seed=seed)
 
     def hf_generate():
         sampler = RowSampler(
@@ -350,13 +347,7 @@ def sweep_cost(
     ``one_setting_at_a_time``: ``generate`` per setting at batch ``loop_batch``.
     """
     settings = [None] + [actadd.steering_vector(model, "Love", "Hate", layer=layer, coeff=coeff) for layer in layers]
-    kwargs: dict[str, Any] = dict(
-        max_new_tokens=sampling.max_new_tokens,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        freq_penalty=sampling.freq_penalty,
-        progress=False,
-    )
+    kwargs = sampling.generate_kwargs()
 
     def per_row():
         return actadd.generate_sweep(

@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 if screenshots.missing():  # no Chromium, chromedriver or selenium here: say which, and what installs it
     pytest.skip(str(screenshots.missing()), allow_module_level=True)
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
@@ -143,14 +144,19 @@ def jupyter_lab(root: Path, scratch: Path) -> Iterator[Lab]:
 
 
 def _text(driver: Any, selector: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, selector)
-    return found[0].text if found else ""
+    # One script reads the element and its text together: the output area re-renders while the
+    # kernel sends a new table, and an element found in one call can be gone by the next.
+    script = "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : '';"
+    return str(driver.execute_script(script, selector))
 
 
 def _menu_item(driver: Any, label: str) -> Any:
     """The open menu's item that reads ``label`` (its shortcut aside), or None."""
     items = driver.find_elements(By.CSS_SELECTOR, ".lm-Menu-item .lm-Menu-itemLabel")
-    return next((item for item in items if item.text == label), None)
+    try:
+        return next((item for item in items if item.text == label), None)
+    except StaleElementReferenceException:  # the menu re-rendered: the caller's wait looks again
+        return None
 
 
 def _table(driver: Any) -> dict[str, str]:

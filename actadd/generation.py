@@ -199,7 +199,8 @@ def logprobs(
     separately keeps the boundary exact. With ``chat=True`` each context is the user's turn of
     the chat template and each text the assistant's reply after the generation prompt (as
     ``generate(..., chat=True)`` samples it), front positions counted from the context's content.
-    ``positions`` is as in :func:`generate`.
+    ``positions`` is as in :func:`generate`. A pass takes at most ``batch_size`` texts, fewer
+    where their logits would pass :data:`LOGITS_BUDGET`.
     """
     texts = strings(texts, "texts")
     if contexts is not None:
@@ -292,6 +293,13 @@ def forward_logits(
     return logits
 
 
+# Logits one scoring pass may hold, in elements (rows x scored positions x vocabulary): 1 GiB
+# in bfloat16, and the forward pass makes copies of them. With Gemma 3's 262k-token vocabulary,
+# 32 passages a pass took this 24 GiB machine out of memory; a batch that would pass this budget
+# is cut, so ``batch_size`` is the most rows a pass takes.
+LOGITS_BUDGET = 2**29
+
+
 def _batched_logits(
     model: TransformersModel,
     sequences: Sequence[list[int]],
@@ -305,20 +313,43 @@ def _batched_logits(
     """Batches of similar length: (row indices, logits of the positions from the batch's
     earliest ``first_needed`` on, that position)."""
     integer(batch_size, "batch_size", minimum=1)
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    for lo in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress, leave=False):
-        batch = order[lo : lo + batch_size]
-        seq_len = max(len(sequences[i]) for i in batch)
-        offset = min(first_needed[i] for i in batch)
-        logits = forward_logits(
-            model,
-            [sequences[i] for i in batch],
-            [rows[i] for i in batch],
-            positions,
-            spans=None if spans is None else [spans[i] for i in batch],
-            keep_last=seq_len - offset,
-        )
-        yield batch, logits, offset
+    lengths = [len(s) for s in sequences]
+    batches = length_batches(lengths, first_needed, batch_size, model_info(model).vocab_size, LOGITS_BUDGET)
+    with tqdm(total=len(sequences), desc="score", disable=not progress, leave=False) as bar:
+        for batch in batches:
+            offset = min(first_needed[i] for i in batch)
+            logits = forward_logits(
+                model,
+                [sequences[i] for i in batch],
+                [rows[i] for i in batch],
+                positions,
+                spans=None if spans is None else [spans[i] for i in batch],
+                keep_last=max(lengths[i] for i in batch) - offset,
+            )
+            yield batch, logits, offset
+            bar.update(len(batch))
+
+
+def length_batches(
+    lengths: Sequence[int],
+    first_needed: Sequence[int],
+    batch_size: int,
+    vocab_size: int,
+    budget: int = LOGITS_BUDGET,
+) -> list[list[int]]:
+    """Row indices in batches of similar length: at most ``batch_size`` rows, and no more than
+    ``budget`` logits (rows x positions from the batch's earliest ``first_needed`` to its
+    longest sequence x ``vocab_size``) unless a single row holds more."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        trial = [*batch, i]
+        scored = lengths[i] - min(first_needed[j] for j in trial)  # lengths ascend: row i is the longest
+        if batch and (len(trial) > batch_size or len(trial) * scored * vocab_size > budget):
+            batches.append(batch)
+            trial = [i]
+        batch = trial
+    return [*batches, batch] if batch else batches
 
 
 def _spans(prompts: Sequence[Encoded], chat: bool) -> list[tuple[int, int]] | None:

@@ -81,6 +81,7 @@ class ModelInfo:
     blocks_path: str  # dotted path to the ModuleList of decoder blocks
     n_layers: int
     d_model: int
+    vocab_size: int  # rows of the unembedding: what one scored position costs in logits
     start_token_id: int  # put at position 0 of every sequence
     space_token_id: int  # pads the shorter prompt of a pair
     pad_token_id: int
@@ -273,6 +274,7 @@ def _describe(
         blocks_path=blocks_path,
         n_layers=config.num_hidden_layers,
         d_model=config.hidden_size,
+        vocab_size=config.vocab_size,
         start_token_id=start_token_id,
         space_token_id=space[0],
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,

@@ -187,6 +187,7 @@ def logprobs(
     contexts: Sequence[str] | None = None,
     row_vectors: Sequence[Steerable | None] | None = None,
     batch_size: int = 16,
+    max_logits: int | None = None,
     positions: Positions = "front",
     chat: bool = False,
     progress: bool = False,
@@ -199,8 +200,10 @@ def logprobs(
     separately keeps the boundary exact. With ``chat=True`` each context is the user's turn of
     the chat template and each text the assistant's reply after the generation prompt (as
     ``generate(..., chat=True)`` samples it), front positions counted from the context's content.
-    ``positions`` is as in :func:`generate`. A pass takes at most ``batch_size`` texts, fewer
-    where their logits would pass :data:`LOGITS_BUDGET`.
+    ``positions`` is as in :func:`generate`. A pass takes at most ``batch_size`` texts and, with
+    ``max_logits``, fewer where its logits (texts x scored positions x vocabulary) would pass
+    that many: a model with a large vocabulary, such as Gemma 3's 262k tokens, scoring long
+    texts 32 at a time holds gigabytes of them.
     """
     texts = strings(texts, "texts")
     if contexts is not None:
@@ -221,7 +224,7 @@ def logprobs(
     # of the cost for a big vocabulary); sequences are batched by length to waste no padding.
     first_scored = [len(c) - 1 for c in context_ids]
     scores: dict[int, torch.Tensor] = {}
-    batches = _batched_logits(model, sequences, rows, spans, first_scored, batch_size, positions, progress)
+    batches = _batched_logits(model, sequences, rows, spans, first_scored, batch_size, max_logits, positions, progress)
     for batch, logits, offset in batches:
         for j, i in enumerate(batch):
             first, last = len(context_ids[i]), len(sequences[i])
@@ -237,6 +240,7 @@ def next_token_logprobs(
     vectors: Steerable | None = None,
     *,
     batch_size: int = 16,
+    max_logits: int | None = None,
     positions: Positions = "front",
     chat: bool = False,
     progress: bool = False,
@@ -244,7 +248,7 @@ def next_token_logprobs(
     """Log-probabilities of the token after each prompt: ``[n_prompts, vocab]`` on the CPU.
 
     ``positions`` and ``chat`` are as in :func:`generate` (with ``chat``, the first token of
-    the assistant's reply)."""
+    the assistant's reply), ``batch_size`` and ``max_logits`` as in :func:`logprobs`."""
     prompts = strings(prompts, "prompts")
     encoded = [encode_prompt(model, p, chat=chat) for p in prompts]
     sequences = [e.ids for e in encoded]
@@ -253,7 +257,8 @@ def next_token_logprobs(
     check_context(sequences, model_info(model))
     out: dict[int, torch.Tensor] = {}
     last = [len(s) - 1 for s in sequences]
-    for batch, logits, offset in _batched_logits(model, sequences, rows, spans, last, batch_size, positions, progress):
+    batches = _batched_logits(model, sequences, rows, spans, last, batch_size, max_logits, positions, progress)
+    for batch, logits, offset in batches:
         for j, i in enumerate(batch):
             out[i] = logits[j, last[i] - offset].float().log_softmax(-1).cpu()
     return torch.stack([out[i] for i in range(len(prompts))])
@@ -293,13 +298,6 @@ def forward_logits(
     return logits
 
 
-# Logits one scoring pass may hold, in elements (rows x scored positions x vocabulary): 1 GiB
-# in bfloat16, and the forward pass makes copies of them. With Gemma 3's 262k-token vocabulary,
-# 32 passages a pass took this 24 GiB machine out of memory; a batch that would pass this budget
-# is cut, so ``batch_size`` is the most rows a pass takes.
-LOGITS_BUDGET = 2**29
-
-
 def _batched_logits(
     model: TransformersModel,
     sequences: Sequence[list[int]],
@@ -307,14 +305,17 @@ def _batched_logits(
     spans: Sequence[tuple[int, int]] | None,
     first_needed: Sequence[int],
     batch_size: int,
+    max_logits: int | None,
     positions: Positions,
     progress: bool,
 ) -> Iterator[tuple[list[int], torch.Tensor, int]]:
     """Batches of similar length: (row indices, logits of the positions from the batch's
     earliest ``first_needed`` on, that position)."""
     integer(batch_size, "batch_size", minimum=1)
+    if max_logits is not None:
+        integer(max_logits, "max_logits", minimum=1)
     lengths = [len(s) for s in sequences]
-    batches = length_batches(lengths, first_needed, batch_size, model_info(model).vocab_size, LOGITS_BUDGET)
+    batches = length_batches(lengths, first_needed, batch_size, model_info(model).vocab_size, max_logits)
     with tqdm(total=len(sequences), desc="score", disable=not progress, leave=False) as bar:
         for batch in batches:
             offset = min(first_needed[i] for i in batch)
@@ -335,17 +336,18 @@ def length_batches(
     first_needed: Sequence[int],
     batch_size: int,
     vocab_size: int,
-    budget: int = LOGITS_BUDGET,
+    max_logits: int | None = None,
 ) -> list[list[int]]:
-    """Row indices in batches of similar length: at most ``batch_size`` rows, and no more than
-    ``budget`` logits (rows x positions from the batch's earliest ``first_needed`` to its
-    longest sequence x ``vocab_size``) unless a single row holds more."""
+    """Row indices in batches of similar length: at most ``batch_size`` rows and, given
+    ``max_logits``, no more logits than that (rows x positions from the batch's earliest
+    ``first_needed`` to its longest sequence x ``vocab_size``) unless a single row holds more."""
     batches: list[list[int]] = []
     batch: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
         trial = [*batch, i]
         scored = lengths[i] - min(first_needed[j] for j in trial)  # lengths ascend: row i is the longest
-        if batch and (len(trial) > batch_size or len(trial) * scored * vocab_size > budget):
+        over = max_logits is not None and len(trial) * scored * vocab_size > max_logits
+        if batch and (len(trial) > batch_size or over):
             batches.append(batch)
             trial = [i]
         batch = trial

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -142,16 +143,18 @@ def score_documents(
     *,
     mask_len: int,
     batch_size: int = 16,
+    max_logits: int | None = None,
 ) -> pd.DataFrame:
     """Every document's mean token log-prob unsteered and under each vector
     (:func:`~.scorers.document_logprobs`): one row per (document, coefficient) with the
     document's columns but its text, ``coeff``, ``relative_norm``, ``logprob_base``,
     ``logprob_actadd`` and ``diff`` (steered minus unsteered)."""
     texts = documents["text"].tolist()
-    base = document_logprobs(model, texts, mask_len=mask_len, batch_size=batch_size)
+    score = partial(document_logprobs, model, texts, mask_len=mask_len, batch_size=batch_size, max_logits=max_logits)
+    base = score()
     frames = []
     for coeff, vector in vectors.items():
-        steered = document_logprobs(model, texts, vector, mask_len=mask_len, batch_size=batch_size)
+        steered = score(vector)
         frames.append(documents.drop(columns="text").assign(coeff=coeff, relative_norm=vector.relative_norm,
                                                             logprob_base=base, logprob_actadd=steered,
                                                             diff=steered - base))  # fmt: skip

@@ -13,6 +13,8 @@ batch.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -328,7 +330,28 @@ def _batched_logits(
                 keep_last=max(lengths[i] for i in batch) - offset,
             )
             yield batch, logits, offset
+            del logits
+            _release_freed_memory()
             bar.update(len(batch))
+
+
+def _release_freed_memory() -> None:
+    """Hand the memory of freed tensors back to the system. Passes of growing length leave
+    glibc's heap fragmented (freed blocks too small for the next pass's logits): scoring 640
+    sentences under Gemma 3's 262k-token vocabulary grew the process from 1.5 to 6.0 GB, and 02's
+    thousands took a 24 GiB machine out of memory. A no-op where libc has no ``malloc_trim``."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def length_batches(

@@ -330,7 +330,6 @@ def _batched_logits(
                 keep_last=max(lengths[i] for i in batch) - offset,
             )
             yield batch, logits, offset
-            del logits
             _release_freed_memory()
             bar.update(len(batch))
 

@@ -19,10 +19,21 @@ from actadd._lazy import lazy_exports
 if TYPE_CHECKING:  # what mypy and editors see; at run time _EXPORTS imports these on first use
     from actadd.control_vectors import export_gguf, import_gguf
     from actadd.embedded import EMBEDDED_MODELS
-    from actadd.generation import generate, generate_sweep, logprobs, next_token_logprobs
-    from actadd.models import DEFAULT_MODEL, ModelInfo, load_model, model_info, set_threads, wrap_model
-    from actadd.sampling import row_seeds
-    from actadd.steer import Positions, apply, tokenize
+    from actadd.extraction import REDUCTIONS, mean_difference, residual_stream, steering_vector
+    from actadd.generation import generate, generate_sweep
+    from actadd.models import (
+        DEFAULT_MODEL,
+        ModelInfo,
+        load_model,
+        model_info,
+        resolve_layer,
+        set_threads,
+        transformers_model,
+        wrap_model,
+    )
+    from actadd.sampling import RowSampler, row_seeds
+    from actadd.scoring import forward_logits, logprobs, next_token_logprobs
+    from actadd.steer import Positions, apply, encode, tokenize
     from actadd.vectors import (
         ControlVectorFile,
         DirectionVector,
@@ -32,9 +43,6 @@ if TYPE_CHECKING:  # what mypy and editors see; at run time _EXPORTS imports the
         SteeringVector,
         Vector,
         as_steering,
-        encode,
-        mean_difference,
-        steering_vector,
     )
 
 # Every exported name and the module that defines it: the one table __getattr__ imports from.
@@ -42,19 +50,28 @@ _EXPORTS: dict[str, str] = {
     "export_gguf": "actadd.control_vectors",
     "import_gguf": "actadd.control_vectors",
     "EMBEDDED_MODELS": "actadd.embedded",
+    "REDUCTIONS": "actadd.extraction",
+    "mean_difference": "actadd.extraction",
+    "residual_stream": "actadd.extraction",
+    "steering_vector": "actadd.extraction",
     "generate": "actadd.generation",
     "generate_sweep": "actadd.generation",
-    "logprobs": "actadd.generation",
-    "next_token_logprobs": "actadd.generation",
     "DEFAULT_MODEL": "actadd.models",
     "ModelInfo": "actadd.models",
     "load_model": "actadd.models",
     "model_info": "actadd.models",
+    "resolve_layer": "actadd.models",
     "set_threads": "actadd.models",
+    "transformers_model": "actadd.models",
     "wrap_model": "actadd.models",
+    "RowSampler": "actadd.sampling",
     "row_seeds": "actadd.sampling",
+    "forward_logits": "actadd.scoring",
+    "logprobs": "actadd.scoring",
+    "next_token_logprobs": "actadd.scoring",
     "Positions": "actadd.steer",
     "apply": "actadd.steer",
+    "encode": "actadd.steer",
     "tokenize": "actadd.steer",
     "ControlVectorFile": "actadd.vectors",
     "DirectionVector": "actadd.vectors",
@@ -64,9 +81,6 @@ _EXPORTS: dict[str, str] = {
     "SteeringVector": "actadd.vectors",
     "Vector": "actadd.vectors",
     "as_steering": "actadd.vectors",
-    "encode": "actadd.vectors",
-    "mean_difference": "actadd.vectors",
-    "steering_vector": "actadd.vectors",
 }
 
 try:
@@ -77,11 +91,13 @@ except PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
+    "REDUCTIONS",
     "ControlVectorFile",
     "DirectionVector",
     "MeanOfPairs",
     "ModelInfo",
     "Positions",
+    "RowSampler",
     "Steerable",
     "Steering",
     "SteeringVector",
@@ -91,6 +107,7 @@ __all__ = [
     "as_steering",
     "encode",
     "export_gguf",
+    "forward_logits",
     "generate",
     "generate_sweep",
     "import_gguf",
@@ -99,10 +116,13 @@ __all__ = [
     "mean_difference",
     "model_info",
     "next_token_logprobs",
+    "residual_stream",
+    "resolve_layer",
     "row_seeds",
     "set_threads",
     "steering_vector",
     "tokenize",
+    "transformers_model",
     "wrap_model",
 ]
 

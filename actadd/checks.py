@@ -11,6 +11,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+__all__ = ["integer", "is_int", "is_real", "real", "strings"]
+
 
 def is_int(value: Any) -> bool:
     """An integer that is not a bool (numpy integers included)."""

@@ -43,6 +43,8 @@ from actadd.vectors import (
     check_model,
 )
 
+__all__ = ["export_gguf", "import_gguf"]
+
 ARCHITECTURE = "controlvector"
 _DIRECTION = re.compile(r"direction\.(\d+)")
 

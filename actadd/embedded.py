@@ -19,6 +19,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from actadd.io import cache_dir
 
+__all__ = ["EMBEDDED_MODELS", "EmbeddedModel", "embedded_folder", "embedded_gguf", "embedded_names"]
+
 
 @dataclass(frozen=True)
 class EmbeddedModel:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+__all__ = ["atomic_write", "cache_dir", "hub_unreachable", "save_json"]
+
 # Long enough for a reachable hub, short enough that an offline user learns at once.
 HUB_TIMEOUT_S = 3.0
 

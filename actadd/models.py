@@ -17,11 +17,26 @@ from typing import Any, Literal
 import nnsight
 import torch
 from nnsight.modeling.transformers import TransformersModel
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from actadd.checks import integer
+from actadd.checks import integer, is_int, is_real
 from actadd.embedded import EMBEDDED_MODELS, embedded_folder, embedded_names
 from actadd.io import hub_unreachable
+
+__all__ = [
+    "ARCHITECTURES",
+    "DEFAULT_MODEL",
+    "Architecture",
+    "ModelInfo",
+    "check_layer",
+    "load_model",
+    "model_info",
+    "parse_dtype",
+    "resolve_layer",
+    "set_threads",
+    "transformers_model",
+    "wrap_model",
+]
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -188,6 +203,12 @@ def input_device(model: TransformersModel) -> torch.device:
     return torch.device("cpu") if model_info(model).remote is True else model.device
 
 
+def transformers_model(model: TransformersModel) -> PreTrainedModel:
+    """The transformers model an nnsight wrapper holds, to run it without nnsight (a plain
+    forward, ``generate``, a torch hook for a reference)."""
+    return model._module
+
+
 def wrap_model(
     hf_model: torch.nn.Module,
     tokenizer: Any,
@@ -227,9 +248,8 @@ def model_info(model: TransformersModel) -> ModelInfo:
     nnsight-wrapped HF causal LM (inferred from the tables on first use, then kept on the wrapper)."""
     info = model.__dict__.get(_INFO_ATTRIBUTE)
     if info is None:
-        info = _describe(
-            model, name=getattr(model._module.config, "name_or_path", None) or type(model._module).__name__
-        )
+        module = transformers_model(model)
+        info = _describe(model, name=getattr(module.config, "name_or_path", None) or type(module).__name__)
         _attach(model, info)
     return info
 
@@ -250,14 +270,14 @@ def _describe(
     blocks_path: str | None = None,
     remote: bool | str = False,
 ) -> ModelInfo:
-    hf_model = model._module
-    config = getattr(hf_model.config, "text_config", None) or hf_model.config
+    module = transformers_model(model)
+    config = getattr(module.config, "text_config", None) or module.config
     model_type = config.model_type
     arch = ARCHITECTURES.get(model_type, _UNKNOWN)
     if blocks_path is None:
-        blocks_path = arch.blocks or _find_blocks(hf_model, config)
+        blocks_path = arch.blocks or _find_blocks(module, config)
     else:
-        _check_blocks_path(hf_model, blocks_path, config)
+        _check_blocks_path(module, blocks_path, config)
     tokenizer = model.tokenizer
     space = tokenizer(" ", add_special_tokens=False).input_ids
     if len(space) != 1:
@@ -296,6 +316,30 @@ def check_context(sequences: Sequence[Sequence[int]], info: ModelInfo, new_token
             f"prompt {longest} has {len(sequences[longest])} tokens{extra}, more than {info.name!r}'s context of "
             f"{info.max_positions} positions: shorten it"
         )
+
+
+def check_layer(layer: Any, info: ModelInfo) -> int:
+    """A block index of this model, as an int in ``[0, n_layers)``."""
+    if not is_int(layer) or not 0 <= layer < info.n_layers:
+        raise ValueError(f"layer must be an int in [0, {info.n_layers - 1}] for {info.name!r}, got {layer!r}")
+    return int(layer)
+
+
+def resolve_layer(layer: Any, info: ModelInfo) -> int:
+    """A layer as a block index: an int in ``[-n_layers, n_layers)`` (negative counts from the
+    end, as in other steering libraries) or a float in ``[0, 1)``, a fraction of the depth
+    (``round(fraction * n_layers)``, at most the last block)."""
+    n = info.n_layers
+    if is_int(layer):
+        if not -n <= layer < n:
+            raise ValueError(f"layer must be in [{-n}, {n - 1}] for {info.name!r} ({n} blocks), got {layer!r}")
+        return int(layer) % n
+    if is_real(layer) and 0 <= layer < 1:
+        return min(round(float(layer) * n), n - 1)
+    raise ValueError(
+        f"layer must be a block index in [{-n}, {n - 1}] or a fraction of the depth in [0, 1) for {info.name!r}, "
+        f"got {layer!r}"
+    )
 
 
 def blocks(model: TransformersModel) -> Any:

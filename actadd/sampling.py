@@ -15,6 +15,8 @@ from transformers import LogitsProcessor
 
 from actadd.checks import integer
 
+__all__ = ["RowSampler", "row_seeds"]
+
 
 def row_seeds(seed: int, n: int, *, stream: int = 0) -> list[int]:
     """Independent per-row seeds: row ``r`` gets the same seed whatever ``n`` is.

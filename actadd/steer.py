@@ -37,7 +37,9 @@ from nnsight.modeling.transformers import TransformersModel
 
 from actadd.checks import strings
 from actadd.models import ModelInfo, blocks, input_device, model_info
-from actadd.vectors import DirectionVector, Steerable, Steering, SteeringVector, as_steering, check_model, encode
+from actadd.vectors import DirectionVector, Steerable, Steering, SteeringVector, as_steering, check_model
+
+__all__ = ["Positions", "apply", "encode", "tokenize"]
 
 Positions = Literal["front", "back", "all"]
 
@@ -54,6 +56,12 @@ class Encoded:
     ids: list[int]
     first: int
     end: int
+
+
+def encode(model: TransformersModel, text: str, *, start: bool = True) -> list[int]:
+    """Token ids of ``text`` with the model's start token at position 0 (when ``start``)."""
+    ids = model.tokenizer(text, add_special_tokens=False).input_ids
+    return [model_info(model).start_token_id, *ids] if start else list(ids)
 
 
 def encode_prompt(model: TransformersModel, text: str, *, chat: bool = False) -> Encoded:

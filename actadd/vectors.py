@@ -1,39 +1,47 @@
-"""Steering vectors, read from the residual stream at the input of one decoder block.
-
-Two kinds, one concept: what is added at block ``layer``'s input, with the model it was made
-on, its coefficient, its strength relative to that layer's residual norm and where it comes
-from, saved and loaded with safetensors.
+"""Steering vectors: what is added at the input of one decoder block, with the model it was
+made on, its coefficient, its strength relative to that layer's residual norm and where it
+comes from, saved and loaded with safetensors.
 
 - :class:`SteeringVector`, ActAdd's (Turner et al. 2023): ``coeff * (h+ - h-)`` of one prompt
   pair, shape ``[k, d_model]``, added once at ``k`` positions of a prompt (``positions="front"``,
   the paper's, or ``"back"``).
 - :class:`DirectionVector`: one ``[d_model]`` direction, added at every position
-  (``positions="all"``): a mean difference over many pairs (:func:`mean_difference`, CAA as in
-  Rimsky et al. 2024), or a control vector read from a GGUF file (:mod:`actadd.control_vectors`).
+  (``positions="all"``): a mean difference over many pairs (CAA as in Rimsky et al. 2024), or
+  a control vector read from a GGUF file (:mod:`actadd.control_vectors`).
 
-:mod:`actadd.steer` adds them; several vectors form a :class:`Steering` and their additions sum.
+:mod:`actadd.extraction` reads them from a model; :mod:`actadd.steer` adds them; several vectors
+form a :class:`Steering` and their additions sum.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 from nnsight.modeling.transformers import TransformersModel
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from actadd.checks import integer, is_int, is_real, real
+from actadd.checks import real
 from actadd.io import atomic_write
-from actadd.models import ModelInfo, blocks, check_context, input_device, model_info
+from actadd.models import ModelInfo, check_layer, model_info
 
-Reduce = Literal["last", "mean"]
+__all__ = [
+    "ControlVectorFile",
+    "DirectionVector",
+    "MeanOfPairs",
+    "Steerable",
+    "Steering",
+    "SteeringVector",
+    "Vector",
+    "as_steering",
+    "check_model",
+]
 
 _V = TypeVar("_V", bound="_Vector")
 
@@ -66,6 +74,17 @@ class _Vector:
 
     def __neg__(self: _V) -> _V:
         return self * -1.0
+
+    def at_relative_norm(self: _V, relative_norm: float) -> _V:
+        """This vector rescaled so that its relative norm is ``relative_norm`` (the sign of its
+        coefficient kept); refused for a vector whose relative norm is unknown or zero."""
+        target = real(relative_norm, "relative_norm", minimum=0)
+        if not self.relative_norm:
+            raise ValueError(
+                f"{self.label} has relative norm {self.relative_norm!r}: no scale gives it a relative norm of "
+                f"{target:g}; rescale it with * instead"
+            )
+        return self * (target / self.relative_norm)
 
     def __add__(self, other: SteeringVector | DirectionVector | Steering) -> Steering:
         return Steering((self,)) + other  # type: ignore[arg-type]
@@ -183,11 +202,11 @@ class SteeringVector(_Vector):
 @dataclass(frozen=True)
 class MeanOfPairs:
     """Where a mean-difference direction comes from: its (positive, negative) text pairs, and
-    how each text was read (``"last"``: its last token, as CAA; ``"mean"``: the mean over its
-    tokens after the start token)."""
+    the name of the reduction that read each text (:data:`actadd.extraction.REDUCTIONS`:
+    ``"last"``, its last token, as CAA; ``"mean"``, the mean over its tokens after the start token)."""
 
     pairs: tuple[tuple[str, str], ...]
-    reduce: Reduce
+    reduce: str
 
     @property
     def digest(self) -> str:
@@ -318,128 +337,6 @@ def as_steering(vectors: Steerable) -> Steering:
     )
 
 
-def steering_vector(
-    model: TransformersModel,
-    p_plus: str,
-    p_minus: str,
-    *,
-    layer: int | float,
-    coeff: float | None = None,
-    relative_norm: float | None = None,
-) -> SteeringVector:
-    """The paper's steering vector ``coeff * (h+ - h-)``, shape ``[k, d_model]``.
-
-    Both prompts get the model's start token at position 0; the shorter is right-padded with
-    the token for ' ' to the longer's length ``k``. ``h±`` is the residual stream at the input
-    of block ``layer``, from one batch-of-2 forward pass. ``layer`` is a block index (negative
-    counts from the end: -1 is the last block) or a float in [0, 1), a fraction of the depth.
-
-    The strength is ``coeff`` (default 1, the paper's unit), or ``relative_norm``: the vector's
-    mean per-position norm over the pair's residual norm at that layer, which transfers between
-    models whose residual norms differ by orders of magnitude; the coefficient that gives it is
-    computed and recorded.
-    """
-    info = model_info(model)
-    if not isinstance(p_plus, str) or not isinstance(p_minus, str):
-        raise ValueError(f"prompts must be strings, got {type(p_plus).__name__} and {type(p_minus).__name__}")
-    layer = resolve_layer(layer, info)
-    coeff, target = _strength(coeff, relative_norm)
-    ids_plus, ids_minus = encode(model, p_plus), encode(model, p_minus)
-    if len(ids_plus) == len(ids_minus) == 1:
-        raise ValueError(f"the prompt pair ({p_plus!r}, {p_minus!r}) is empty: give at least one non-empty prompt")
-    check_context([ids_plus, ids_minus], info)
-    if p_plus == p_minus:
-        warnings.warn(f"p_plus equals p_minus ({p_plus!r}): the steering vector is zero", stacklevel=2)
-    k = max(len(ids_plus), len(ids_minus))
-    ids_plus += [info.space_token_id] * (k - len(ids_plus))
-    ids_minus += [info.space_token_id] * (k - len(ids_minus))
-
-    resid = _block_input(model, [ids_plus, ids_minus], layer)
-    diff = resid[0] - resid[1]
-    unit_relative = (diff[1:].norm(dim=-1).mean() / resid[:, 1:].norm(dim=-1).mean()).item() if k > 1 else 0.0
-    coeff = _coefficient(coeff, target, unit_relative, f"the pair ({p_plus!r}, {p_minus!r})")
-    return SteeringVector(
-        vector=coeff * diff,
-        layer=layer,
-        coeff=coeff,
-        p_plus=p_plus,
-        p_minus=p_minus,
-        tokens_plus=tuple(ids_plus),
-        tokens_minus=tuple(ids_minus),
-        model_name=info.name,
-        relative_norm=abs(coeff) * unit_relative,
-    )
-
-
-def mean_difference(
-    model: TransformersModel,
-    pairs: Sequence[tuple[str, str]],
-    *,
-    layer: int | float,
-    coeff: float | None = None,
-    relative_norm: float | None = None,
-    reduce: Reduce = "last",
-    batch_size: int = 16,
-) -> DirectionVector:
-    """The mean over ``pairs`` of ``h(positive) - h(negative)``, shape ``[d_model]`` (CAA's vector).
-
-    ``h`` is the residual stream at the input of block ``layer`` (as in :func:`steering_vector`:
-    a block index, negative from the end, or a fraction of the depth), read at each text's last
-    token (``reduce="last"``, as CAA reads it at the answer token) or averaged over the text's
-    tokens after the start token (``reduce="mean"``). Each text gets the model's start token
-    at position 0. Texts run in batches of ``batch_size``, right-padded, each read at its own
-    last real token. The mean of differences is the best linear steering direction under
-    Im & Li's (2025) analysis; add it at every position with ``positions="all"``.
-
-    The strength is ``coeff`` (default 1: the plain mean), or ``relative_norm``: the vector's
-    norm over the mean residual norm of the texts at the read positions (per text, the mean
-    over its read positions), the coefficient that gives it computed and recorded.
-    """
-    info = model_info(model)
-    pairs = _pairs(pairs)
-    layer = resolve_layer(layer, info)
-    coeff, target = _strength(coeff, relative_norm)
-    if reduce not in ("last", "mean"):
-        raise ValueError(f"reduce must be 'last' (each text's last token, as CAA) or 'mean', got {reduce!r}")
-    batch_size = integer(batch_size, "batch_size", minimum=1)
-    texts = [p for p, _ in pairs] + [n for _, n in pairs]
-    ids = [encode(model, t) for t in texts]
-    empty = next((i for i, x in enumerate(ids) if len(x) < 2), None)
-    if empty is not None:
-        raise ValueError(f"pair {empty % len(pairs)} has an empty text {texts[empty]!r}: give both texts some tokens")
-    check_context(ids, info)
-
-    reads: list[torch.Tensor] = [torch.empty(0)] * len(texts)
-    norms = torch.empty(len(texts))
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths waste no padding
-    for lo in range(0, len(order), batch_size):
-        batch = order[lo : lo + batch_size]
-        resid = _block_input(model, [ids[i] for i in batch], layer)
-        for row, i in enumerate(batch):
-            n = len(ids[i])
-            read = resid[row, n - 1 : n] if reduce == "last" else resid[row, 1:n]
-            reads[i] = read.float().mean(dim=0)
-            norms[i] = read.float().norm(dim=-1).mean()
-    h = torch.stack(reads)
-    diff = h[: len(pairs)].mean(dim=0) - h[len(pairs) :].mean(dim=0)
-    unit_relative = (diff.norm() / norms.mean()).item()
-    coeff = _coefficient(coeff, target, unit_relative, f"the {len(pairs)} pairs")
-    return DirectionVector(
-        vector=(coeff * diff).to(model.dtype),
-        layer=layer,
-        coeff=coeff,
-        model_name=info.name,
-        relative_norm=abs(coeff) * unit_relative,
-        source=MeanOfPairs(pairs=pairs, reduce=reduce),
-    )
-
-
-def encode(model: TransformersModel, text: str, *, start: bool = True) -> list[int]:
-    """Token ids of ``text`` with the model's start token at position 0 (when ``start``)."""
-    ids = model.tokenizer(text, add_special_tokens=False).input_ids
-    return [model_info(model).start_token_id, *ids] if start else list(ids)
-
-
 def check_model(v: Vector, info: ModelInfo) -> None:
     """Refuse a vector made on another model (or at a layer this model does not have)."""
     if v.model_name != info.name or v.vector.shape[-1] != info.d_model:
@@ -448,77 +345,3 @@ def check_model(v: Vector, info: ModelInfo) -> None:
             f"(d_model {info.d_model}): recompute it on this model"
         )
     check_layer(v.layer, info)
-
-
-def check_layer(layer: Any, info: ModelInfo) -> int:
-    """A block index of this model, as an int in ``[0, n_layers)``."""
-    if not is_int(layer) or not 0 <= layer < info.n_layers:
-        raise ValueError(f"layer must be an int in [0, {info.n_layers - 1}] for {info.name!r}, got {layer!r}")
-    return int(layer)
-
-
-def resolve_layer(layer: Any, info: ModelInfo) -> int:
-    """A layer as a block index: an int in ``[-n_layers, n_layers)`` (negative counts from the
-    end, as in other steering libraries) or a float in ``[0, 1)``, a fraction of the depth
-    (``round(fraction * n_layers)``, at most the last block)."""
-    n = info.n_layers
-    if is_int(layer):
-        if not -n <= layer < n:
-            raise ValueError(f"layer must be in [{-n}, {n - 1}] for {info.name!r} ({n} blocks), got {layer!r}")
-        return int(layer) % n
-    if is_real(layer) and 0 <= layer < 1:
-        return min(round(float(layer) * n), n - 1)
-    raise ValueError(
-        f"layer must be a block index in [{-n}, {n - 1}] or a fraction of the depth in [0, 1) for {info.name!r}, "
-        f"got {layer!r}"
-    )
-
-
-def _strength(coeff: Any, relative_norm: Any) -> tuple[float, float | None]:
-    """The coefficient (default 1) and the relative norm asked for instead, checked."""
-    if coeff is not None and relative_norm is not None:
-        raise ValueError(f"give coeff ({coeff!r}) or relative_norm ({relative_norm!r}), not both")
-    target = None if relative_norm is None else real(relative_norm, "relative_norm", minimum=0)
-    return (1.0 if coeff is None else real(coeff, "coeff")), target
-
-
-def _coefficient(coeff: float, target: float | None, unit_relative: float, what: str) -> float:
-    """``coeff``, or the coefficient that gives the relative norm ``target``."""
-    if target is None:
-        return coeff
-    if unit_relative == 0:
-        raise ValueError(f"{what} give a zero difference: no coefficient reaches a norm")
-    return target / unit_relative
-
-
-def _pairs(pairs: Any) -> tuple[tuple[str, str], ...]:
-    """A non-empty sequence of (positive text, negative text), as a tuple of string pairs."""
-    if isinstance(pairs, str) or not isinstance(pairs, Sequence) or not pairs:
-        raise ValueError(f"pairs must be a non-empty list of (positive, negative) texts, got {pairs!r}")
-    checked = []
-    for i, pair in enumerate(pairs):
-        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
-            raise ValueError(f"pair {i} must be (positive text, negative text), got {pair!r}")
-        if not all(isinstance(t, str) for t in pair):
-            raise ValueError(f"pair {i} must hold two strings, got {pair!r}")
-        checked.append((pair[0], pair[1]))
-    return tuple(checked)
-
-
-def _block_input(model: TransformersModel, sequences: Sequence[list[int]], layer: int) -> torch.Tensor:
-    """The residual stream at the input of block ``layer`` for right-padded ``sequences``:
-    ``[batch, max_len, d_model]`` (positions past a row's length hold padding)."""
-    info = model_info(model)
-    width = max(len(s) for s in sequences)
-    input_ids = torch.tensor([list(s) + [info.pad_token_id] * (width - len(s)) for s in sequences])
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
-    device = input_device(model)
-    with (
-        torch.no_grad(),
-        model.trace(
-            {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, remote=info.remote
-        ) as tracer,
-    ):
-        resid = blocks(model)[layer].input.save()
-        tracer.stop()  # the blocks from `layer` on are not needed
-    return resid.detach()

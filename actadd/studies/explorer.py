@@ -16,9 +16,8 @@ from typing import Any
 import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 
-from actadd import generate_sweep, model_info, steering_vector
+from actadd import generate_sweep, model_info, resolve_layer, steering_vector
 from actadd.checks import integer
-from actadd.vectors import resolve_layer
 
 # The paper's best-known example, 'Love' - 'Hate' at layer 6 with c = 5 (on GPT-2-XL).
 DEFAULT_PROMPT, DEFAULT_PAIR, DEFAULT_LAYER, DEFAULT_COEFF = (

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import actadd
-from actadd.generation import forward_logits
+from actadd.scoring import forward_logits
 from tests.core.reference import PAIRS, PROMPTS, block, token_ids
 
 
@@ -57,7 +57,8 @@ def test_export_writes_the_control_vector_layout_and_reads_back(gpt2_random, tmp
     assert back.vectors[1].source == actadd.ControlVectorFile(path=str(path), model_hint="gpt2", index=2)
     seqs = [token_ids(model, p) for p in PROMPTS]
     torch.testing.assert_close(
-        forward_logits(model, seqs, [back] * 3, "all"), forward_logits(model, seqs, [d2 + extra + d3] * 3, "all")
+        forward_logits(model, seqs, row_vectors=[back] * 3, positions="all"),
+        forward_logits(model, seqs, row_vectors=[d2 + extra + d3] * 3, positions="all"),
     )
 
 
@@ -91,7 +92,9 @@ def test_a_file_in_repengs_layout_reads_at_the_block_output_repeng_adds_it_to(gp
     finally:
         for handle in handles:
             handle.remove()
-    torch.testing.assert_close(forward_logits(model, [seq], [steering], "all")[0], ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        forward_logits(model, [seq], row_vectors=[steering], positions="all")[0], ref, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_control_vectors_refuse_what_the_layout_cannot_hold(gpt2_random, tmp_path):

@@ -12,7 +12,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import actadd
-from actadd.generation import forward_logits, length_batches
+from actadd.scoring import forward_logits, length_batches
 from tests.core.reference import PAIRS, PROMPTS, AddHook, DirectionHook, block, greedy, reference_greedy, token_ids
 
 
@@ -60,7 +60,10 @@ def test_decode_steps_are_not_steered(gpt2_random):
 def test_coefficient_zero_equals_unsteered_exactly(smol):
     v = actadd.steering_vector(smol, " Love", " Hate", layer=5, coeff=0.0)
     seqs = [token_ids(smol, p) for p in PROMPTS]
-    assert torch.equal(forward_logits(smol, seqs, [actadd.as_steering(v)] * 3), forward_logits(smol, seqs, [None] * 3))
+    assert torch.equal(
+        forward_logits(smol, seqs, row_vectors=[actadd.as_steering(v)] * 3),
+        forward_logits(smol, seqs, row_vectors=[None] * 3),
+    )
     steered = actadd.generate(smol, PROMPTS, v, max_new_tokens=10, seed=3, progress=False)
     assert steered == actadd.generate(smol, PROMPTS, None, max_new_tokens=10, seed=3, progress=False)
 
@@ -279,11 +282,13 @@ def test_coefficient_zero_equals_unsteered_for_every_positions_mode(fixture, req
     v = actadd.steering_vector(model, " Love", " Hate", layer=2, coeff=0.0)
     d = actadd.mean_difference(model, PAIRS, layer=2, coeff=0.0)
     seqs = [token_ids(model, p) for p in PROMPTS]
-    unsteered_logits = forward_logits(model, seqs, [None] * 3)
+    unsteered_logits = forward_logits(model, seqs, row_vectors=[None] * 3)
     unsteered = actadd.generate(model, PROMPTS, max_new_tokens=8, seed=3, progress=False)
     for positions, vector in [("front", v), ("back", v), ("all", d)]:
         steering = actadd.as_steering(vector)
-        assert torch.equal(forward_logits(model, seqs, [steering] * 3, positions), unsteered_logits), positions
+        assert torch.equal(
+            forward_logits(model, seqs, row_vectors=[steering] * 3, positions=positions), unsteered_logits
+        ), positions
         steered = actadd.generate(model, PROMPTS, vector, positions=positions, max_new_tokens=8, seed=3, progress=False)
         assert steered == unsteered, positions
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import actadd
-from actadd.generation import forward_logits
+from actadd.scoring import forward_logits
 from tests.core.reference import (
     PAIRS,
     PROMPTS,
@@ -30,10 +30,10 @@ def test_batched_steered_logits_match_hook_reference(fixture, request):
     v1 = actadd.steering_vector(model, " Love", " Hate", layer=1, coeff=4.0)
     v2 = actadd.steering_vector(model, " weddings", "", layer=3, coeff=-2.0)
     seqs = [token_ids(model, p) for p in PROMPTS]
-    batched = forward_logits(model, seqs, [v1 + v2] * len(seqs))
+    batched = forward_logits(model, seqs, row_vectors=[v1 + v2] * len(seqs))
     for i, p in enumerate(PROMPTS):
         ref = reference_logits(model, p, [(1, v1.vector, 0), (3, v2.vector, 0)])
-        alone = forward_logits(model, [seqs[i]], [v1 + v2])[0]
+        alone = forward_logits(model, [seqs[i]], row_vectors=[v1 + v2])[0]
         torch.testing.assert_close(alone, ref, atol=1e-5, rtol=0)
         torch.testing.assert_close(batched[i, : len(seqs[i])], ref, atol=1e-4, rtol=1e-4)
 
@@ -42,7 +42,7 @@ def test_back_positions_match_reference(gpt2_random):
     model = gpt2_random
     v = actadd.steering_vector(model, " Love and joy", " Hate", layer=2, coeff=5.0)
     seqs = [token_ids(model, p) for p in PROMPTS]
-    logits = forward_logits(model, seqs, [actadd.as_steering(v)] * len(seqs), positions="back")
+    logits = forward_logits(model, seqs, row_vectors=[actadd.as_steering(v)] * len(seqs), positions="back")
     for i, p in enumerate(PROMPTS):
         ref = reference_logits(model, p, [(2, v.vector, len(seqs[i]) - v.k)])
         torch.testing.assert_close(logits[i, : len(seqs[i])], ref, atol=1e-5, rtol=0)
@@ -102,10 +102,10 @@ def test_two_vectors_at_one_layer_add_up(fixture, request):
     model = request.getfixturevalue(fixture)
     v = actadd.steering_vector(model, " Love", " Hate", layer=2, coeff=2.0)
     seqs = [token_ids(model, p) for p in PROMPTS]
-    twice = forward_logits(model, seqs, [v + v] * 3)
-    doubled = forward_logits(model, seqs, [actadd.as_steering(2 * v)] * 3)
+    twice = forward_logits(model, seqs, row_vectors=[v + v] * 3)
+    doubled = forward_logits(model, seqs, row_vectors=[actadd.as_steering(2 * v)] * 3)
     torch.testing.assert_close(twice, doubled, atol=1e-5, rtol=0)
-    assert (twice - forward_logits(model, seqs, [actadd.as_steering(v)] * 3)).abs().max() > 1e-3
+    assert (twice - forward_logits(model, seqs, row_vectors=[actadd.as_steering(v)] * 3)).abs().max() > 1e-3
 
 
 def test_vectors_of_different_lengths_steer_together(gpt2_random):
@@ -115,7 +115,7 @@ def test_vectors_of_different_lengths_steer_together(gpt2_random):
     other = actadd.steering_vector(model, " Anger", "", layer=3, coeff=-2.0)
     assert short.k != long.k
     seqs = [token_ids(model, p) for p in PROMPTS]
-    logits = forward_logits(model, seqs, [short + long + other] * 3)
+    logits = forward_logits(model, seqs, row_vectors=[short + long + other] * 3)
     for i, prompt in enumerate(PROMPTS):
         ref = reference_logits(model, prompt, [(1, short.vector, 0), (1, long.vector, 0), (3, other.vector, 0)])
         torch.testing.assert_close(logits[i, : len(seqs[i])], ref, atol=1e-4, rtol=0)
@@ -131,7 +131,7 @@ def test_all_positions_match_the_mask_hook_reference(fixture, request):
     model = request.getfixturevalue(fixture)
     d = actadd.mean_difference(model, PAIRS, layer=2, relative_norm=4.0)
     seqs = [token_ids(model, p) for p in PROMPTS]
-    scored = forward_logits(model, seqs, [actadd.as_steering(d)] * len(seqs), "all")
+    scored = forward_logits(model, seqs, row_vectors=[actadd.as_steering(d)] * len(seqs), positions="all")
     inputs = actadd.tokenize(model, PROMPTS)
     with torch.no_grad(), model.trace(inputs):
         actadd.apply(model, d, positions="all")
@@ -143,7 +143,9 @@ def test_all_positions_match_the_mask_hook_reference(fixture, request):
         assert hook.seen == [len(seq) - 1]
         torch.testing.assert_close(scored[i, : len(seq)], ref, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(traced[i, width - len(seq) :], ref, atol=1e-4, rtol=1e-4)
-    assert (scored - forward_logits(model, seqs, [None] * len(seqs))).abs().max() > 0.1  # the direction steers
+    assert (
+        scored - forward_logits(model, seqs, row_vectors=[None] * len(seqs))
+    ).abs().max() > 0.1  # the direction steers
 
 
 def test_apply_all_in_your_own_generate_steers_every_token_once(gpt2_random):
@@ -197,7 +199,7 @@ def test_positions_refuse_the_wrong_kind_of_vector(gpt2_random):
     d = actadd.mean_difference(model, PAIRS, layer=1)
     seqs = [token_ids(model, p) for p in PROMPTS]
     with pytest.raises(ValueError, match=r"\[k, d_model\] ActAdd vector.*pass positions='front' \(the paper's\)"):
-        forward_logits(model, seqs, [actadd.as_steering(v)] * 3, "all")
+        forward_logits(model, seqs, row_vectors=[actadd.as_steering(v)] * 3, positions="all")
     with pytest.raises(ValueError, match=r"one \[d_model\] direction.*pass positions='all'"):
         actadd.generate(model, "Hello there", d, max_new_tokens=2, progress=False)
     with pytest.raises(ValueError, match=r"one \[d_model\] direction.*pass positions='all'"):

@@ -207,19 +207,19 @@ def test_a_vector_saved_before_directions_existed_still_loads(gpt2_random, tmp_p
 
 def test_directions_compose_in_a_steering(gpt2_random):
     """Directions at two layers add up, at one layer sum to their sum; logprobs takes them too."""
-    from actadd.generation import forward_logits
+    from actadd.scoring import forward_logits
 
     model = gpt2_random
     d1 = actadd.mean_difference(model, PAIRS, layer=1, relative_norm=2.0)
     d3 = actadd.mean_difference(model, PAIRS[:2], layer=3, reduce="mean", relative_norm=1.0)
     seqs = [token_ids(model, p) for p in PROMPTS]
-    both = forward_logits(model, seqs, [d1 + d3] * 3, "all")
+    both = forward_logits(model, seqs, row_vectors=[d1 + d3] * 3, positions="all")
     for i, seq in enumerate(seqs):
         with torch.no_grad(), DirectionHook(model, 1, d1.vector), DirectionHook(model, 3, d3.vector):
             ref = model._module(torch.tensor([seq])).logits[0]
         torch.testing.assert_close(both[i, : len(seq)], ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(
-        forward_logits(model, seqs, [d1 + d1] * 3, "all"), forward_logits(model, seqs, [actadd.as_steering(2 * d1)] * 3, "all"),
+        forward_logits(model, seqs, row_vectors=[d1 + d1] * 3, positions="all"), forward_logits(model, seqs, row_vectors=[actadd.as_steering(2 * d1)] * 3, positions="all"),
         atol=1e-5, rtol=1e-5,
     )  # fmt: skip
     scores = actadd.logprobs(model, [" and the bride"], d1 + d3, contexts=[PROMPTS[0]], positions="all")
@@ -234,7 +234,7 @@ def test_bad_mean_difference_inputs(gpt2_random):
             actadd.mean_difference(model, pairs, layer=1)
     with pytest.raises(ValueError, match=r"pair 1 has an empty text ''"):
         actadd.mean_difference(model, [(" a", " b"), (" c", "")], layer=1)
-    with pytest.raises(ValueError, match="reduce must be 'last'"):
+    with pytest.raises(ValueError, match=r"reduce must be one of \['last', 'mean'\]"):
         actadd.mean_difference(model, PAIRS, layer=1, reduce="first")
     with pytest.raises(ValueError, match="not both"):
         actadd.mean_difference(model, PAIRS, layer=1, coeff=1.0, relative_norm=1.0)
@@ -273,3 +273,63 @@ def test_vectors_of_different_models_are_refused_when_combined(gpt2_random, gpt2
         actadd.as_steering([v1, d2])
     with pytest.raises(ValueError, match=r"different models: .* on 'other-gpt2' and .* on 'gpt2-random'"):
         (v2 + d2) + v1
+
+
+@pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
+def test_residual_stream_matches_a_plain_torch_read(fixture, request):
+    """The public read, batched and right-padded, against a hook on the block's input, one text at a time."""
+    model = request.getfixturevalue(fixture)
+    texts = [*PROMPTS, " wedding"]
+    read = actadd.residual_stream(model, texts, layer=2, batch_size=2)
+    assert [r.shape for r in read] == [(len(token_ids(model, t)), actadd.model_info(model).d_model) for t in texts]
+    for text, r in zip(texts, read):
+        torch.testing.assert_close(r, resid_pre(model, [token_ids(model, text)], 2)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_residual_stream_refuses_bad_input(gpt2_random):
+    with pytest.raises(ValueError, match="texts is empty"):
+        actadd.residual_stream(gpt2_random, [], layer=1)
+    with pytest.raises(ValueError, match="layer must be"):
+        actadd.residual_stream(gpt2_random, ["a"], layer=9)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        actadd.residual_stream(gpt2_random, ["a"], layer=1, batch_size=0)
+
+
+def test_a_reduction_is_a_pluggable_function(gpt2_random):
+    """A function of one text's residual picks the rows read; 'mean' by name equals its function."""
+    model = gpt2_random
+
+    def second_token(resid: torch.Tensor) -> torch.Tensor:
+        return resid[1:2]
+
+    by_name = actadd.mean_difference(model, PAIRS, layer=2, reduce="mean")
+    by_function = actadd.mean_difference(model, PAIRS, layer=2, reduce=actadd.REDUCTIONS["mean"])
+    torch.testing.assert_close(by_function.vector, by_name.vector, atol=0, rtol=0)
+    custom = actadd.mean_difference(model, PAIRS, layer=2, reduce=second_token)
+    h = [resid_pre(model, [token_ids(model, t)], 2)[0, 1] for pair in PAIRS for t in pair]
+    expected = torch.stack(h[0::2]).mean(0) - torch.stack(h[1::2]).mean(0)
+    torch.testing.assert_close(custom.vector, expected, atol=1e-4, rtol=1e-4)
+    assert custom.source.reduce == "second_token"
+
+    def nothing(resid: torch.Tensor) -> torch.Tensor:
+        return resid[:0]
+
+    with pytest.raises(ValueError, match="reduce 'nothing' returned shape"):
+        actadd.mean_difference(model, PAIRS, layer=2, reduce=nothing)
+
+
+def test_at_relative_norm_rescales_either_kind(gpt2_random, tmp_path):
+    model = gpt2_random
+    v = actadd.steering_vector(model, " Love", " Hate", layer=2, coeff=-2.0)
+    d = actadd.mean_difference(model, PAIRS, layer=2, reduce="mean")
+    for vector in (v, d):
+        rescaled = vector.at_relative_norm(3.0)
+        assert rescaled.relative_norm == pytest.approx(3.0, rel=1e-9)
+        assert rescaled.coeff == pytest.approx(vector.coeff * 3.0 / vector.relative_norm, rel=1e-9)
+        torch.testing.assert_close(rescaled.vector, vector.vector * (3.0 / vector.relative_norm))
+    path = actadd.export_gguf(model, d, tmp_path / "d.gguf")
+    imported = actadd.import_gguf(model, path).vectors[0]
+    with pytest.raises(ValueError, match="relative norm None"):
+        imported.at_relative_norm(1.0)
+    with pytest.raises(ValueError, match="relative_norm must be a finite number"):
+        v.at_relative_norm(-1.0)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -33,11 +33,8 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, LogitsProcessorList
 
 import actadd
-from actadd import encode, model_info, row_seeds, wrap_model
+from actadd import RowSampler, encode, forward_logits, model_info, row_seeds, transformers_model, wrap_model
 from actadd.checks import integer
-from actadd.generation import forward_logits
-from actadd.sampling import RowSampler
-from actadd.steer import row_steerings
 from actadd.studies.evaluation.stats import bootstrap_ci
 
 # GPT-2's published shapes (layers, d_model, heads); the tiny one is for smoke runs.
@@ -106,7 +103,7 @@ def load_bench_model(name: str, *, seed: int = 0) -> TransformersModel:
 
 def n_parameters(model: TransformersModel) -> int:
     """Parameter count (tied embeddings counted once)."""
-    return sum(p.numel() for p in model._module.parameters())
+    return sum(p.numel() for p in transformers_model(model).parameters())
 
 
 def premium(t_actadd: Sequence[float] | np.ndarray, t_base: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -151,7 +148,8 @@ def summarize(values: Sequence[float] | np.ndarray, seed: int = 0) -> dict[str, 
 
 
 def _hf_block(model: TransformersModel, layer: int) -> torch.nn.Module:
-    return model._module.get_submodule(model_info(model).blocks_path)[layer]
+    layers = transformers_model(model).get_submodule(model_info(model).blocks_path)
+    return cast(torch.nn.ModuleList, layers)[layer]
 
 
 def forward_paths(
@@ -167,10 +165,9 @@ def forward_paths(
     batch, seq_len = ids.shape
     mask = torch.ones_like(ids)
     sequences = ids.tolist()
-    rows = row_steerings(batch, vector, None)
     added = torch.zeros(batch, seq_len, info.d_model, dtype=model.dtype)
     added[:, : vector.k] += vector.vector
-    hf_model, block = model._module, _hf_block(model, vector.layer)
+    hf_model, block = transformers_model(model), _hf_block(model, vector.layer)
 
     def add_at_input(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         if args:
@@ -182,7 +179,7 @@ def forward_paths(
             return hf_model(input_ids=ids, attention_mask=mask).logits
 
     def steered() -> torch.Tensor:
-        return forward_logits(model, sequences, rows)
+        return forward_logits(model, sequences, vector)
 
     def hooked() -> torch.Tensor:
         handle = block.register_forward_pre_hook(add_at_input, with_kwargs=True)
@@ -250,7 +247,7 @@ def vector_cost(model: TransformersModel, *, repeats: int, warmup: int = 1) -> d
 
     def pair_forward():
         with torch.no_grad():
-            return model._module(input_ids=pair, attention_mask=torch.ones_like(pair)).logits
+            return transformers_model(model)(input_ids=pair, attention_mask=torch.ones_like(pair)).logits
 
     return time_interleaved(
         {"vector": lambda: actadd.steering_vector(model, *TIMING_PAIR, layer=layer), "pair_forward": pair_forward},
@@ -311,7 +308,7 @@ def generation_cost(
             width, seeds, temperature=sampling.temperature, top_p=sampling.top_p, freq_penalty=sampling.freq_penalty
         )
         with torch.no_grad():
-            out = model._module.generate(
+            out = cast(Any, transformers_model(model)).generate(  # transformers types generate loosely
                 input_ids=input_ids,
                 attention_mask=mask,
                 generation_config=config,

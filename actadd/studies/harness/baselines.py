@@ -22,7 +22,7 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 from transformers import DynamicCache, LogitsProcessor
 
-from actadd import encode, model_info
+from actadd import encode, model_info, transformers_model
 from actadd.checks import real
 
 
@@ -118,7 +118,7 @@ class PrefixContrast(LogitsProcessor):
         return self._forward(new_tokens, self._positions)
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        output = self.model._module(
+        output = transformers_model(self.model)(
             input_ids=ids,
             attention_mask=self._mask,
             position_ids=positions,

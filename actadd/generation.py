@@ -63,8 +63,12 @@ def generate(
     prompt position after the start token and at every decoded token. ``chat=True`` formats each
     prompt as a user turn of the tokenizer's chat template, with the assistant's generation
     prompt after it; a front vector's row ``j >= 1`` then lands on the content's ``j``-th token.
-    A prompt shorter than a vector is an error unless ``pad_prompts``, which inserts space
-    tokens after the start token (before a chat prompt's content), as the original code.
+    A prompt shorter than a vector is an error unless ``pad_prompts``: the original code's pad
+    mode, ``k - 1`` space tokens inserted after the start token (before a chat prompt's content)
+    of every row steered by a ``k``-token ActAdd vector, so that the vector's rows land on the
+    spaces, never on the prompt's text. The comparison studies (04, 05) pad, as the original
+    code did for prompts it did not write itself; 00-03 steer prompts written for their pairs
+    and do not.
     ``logits_processors`` run on each step's logits before the sampler (e.g. a decoding-time
     baseline such as ``actadd.studies.harness.baselines.PrefixContrast``), so the same seeded draws apply.
     ``freq_penalty_counts`` is ``"completion"`` (OpenAI's rule) or ``"prompt_and_completion"``

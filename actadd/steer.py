@@ -179,15 +179,17 @@ def row_steerings(
 
 
 def pad_to_vectors(prompt: Encoded, steering: Steering | None, space_token_id: int) -> Encoded:
-    """Insert space tokens after ``prompt.first`` (the start token, or the token before a chat
-    prompt's content) until its steerable span is as long as its longest ActAdd vector."""
+    """The original code's pad mode (``pad_tokens_to_match_activation_additions``): insert
+    ``k - 1`` space tokens after ``prompt.first`` (the start token, or the token before a chat
+    prompt's content), ``k`` the length of the row's longest ActAdd vector, so that the vector's
+    rows after the start token land on the spaces and none overlaps the prompt's own text.
+    A row without an ActAdd vector is left as it is."""
     k = max((v.k for v in steering or () if isinstance(v, SteeringVector)), default=0)
-    missing = k - (prompt.end - prompt.first)
-    if missing <= 0:
+    if k <= 1:
         return prompt
     at = prompt.first + 1
-    ids = [*prompt.ids[:at], *[space_token_id] * missing, *prompt.ids[at:]]
-    return Encoded(ids, prompt.first, prompt.end + missing)
+    ids = [*prompt.ids[:at], *[space_token_id] * (k - 1), *prompt.ids[at:]]
+    return Encoded(ids, prompt.first, prompt.end + k - 1)
 
 
 def additions(

@@ -13,6 +13,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import actadd
 from actadd.scoring import forward_logits, length_batches
+from actadd.steer import encode_prompt, pad_to_vectors
 from tests.core.reference import PAIRS, PROMPTS, AddHook, DirectionHook, block, greedy, reference_greedy, token_ids
 
 
@@ -117,15 +118,17 @@ def test_per_row_vectors_match_each_setting_alone(smol):
 
 
 def test_pad_prompts_inserts_spaces_after_start(gpt2_random):
+    """The original code's pad mode: k - 1 spaces after the start token, always, so that no row
+    of the vector lands on the prompt's text ('Hello there' under an 8-token vector, GPT-2's ids)."""
     model = gpt2_random
-    v = actadd.steering_vector(model, " one two three four five six", "", layer=1, coeff=2.0)
-    with pytest.raises(ValueError, match="shorter than the 7-token vector"):
+    v = actadd.steering_vector(model, " one two three four five six seven", "", layer=1, coeff=2.0)
+    assert v.k == 8
+    with pytest.raises(ValueError, match="shorter than the 8-token vector"):
         actadd.generate(model, "Hi", v, max_new_tokens=2, progress=False)
     padded = actadd.generate(
-        model, "Hi", v, pad_prompts=True, temperature=0, freq_penalty=0, max_new_tokens=3, progress=False
+        model, "Hello there", v, pad_prompts=True, temperature=0, freq_penalty=0, max_new_tokens=3, progress=False
     )
-    space = model.tokenizer(" ").input_ids[0]
-    ids = torch.tensor([[token_ids(model, "")[0], *[space] * 5, *model.tokenizer("Hi").input_ids]])
+    ids = torch.tensor([[50256, *[220] * 7, 15496, 612]])
     hook = AddHook(model, 1, v.vector)
     try:
         ref = model._module.generate(
@@ -140,6 +143,10 @@ def test_pad_prompts_inserts_spaces_after_start(gpt2_random):
     finally:
         hook.handle.remove()
     assert padded == [model.tokenizer.decode(ref[0, ids.shape[1] :])]
+    # A prompt longer than the vector is padded all the same (the original pads every prompt).
+    long_prompt = model.tokenizer("Hello there my friend, how are you today?").input_ids
+    padded_ids = pad_to_vectors(encode_prompt(model, model.tokenizer.decode(long_prompt)), actadd.as_steering(v), 220)
+    assert padded_ids.ids == [50256, *[220] * 7, *long_prompt]
 
 
 def test_generate_and_score_refuse_none_and_prompts_beyond_the_context(gpt2_random):
@@ -368,7 +375,7 @@ def test_chat_pads_before_the_content_and_plain_prompts_stay_the_default(gpt2_ch
     )
     ids, content = _chat_reference_ids(model, "Hi")
     space = model.tokenizer(" ").input_ids[0]
-    ids = ids[:content] + [space] * 5 + ids[content:]  # 6 rows after row 0 cover 5 spaces and "Hi"
+    ids = ids[:content] + [space] * 6 + ids[content:]  # the 6 rows after row 0 cover the 6 spaces
     hook = AddHook(model, 1, v.vector, offset=content - 1)
     try:
         ref = greedy(model, ids, 3)

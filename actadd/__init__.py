@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 from typing import TYPE_CHECKING
 
-from actadd._lazy import lazy_exports
+from actadd.lazy import lazy_exports
 
 if TYPE_CHECKING:  # what mypy and editors see; at run time _EXPORTS imports these on first use
     from actadd.control_vectors import export_gguf, import_gguf

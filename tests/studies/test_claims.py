@@ -11,7 +11,9 @@ from statsmodels.stats.proportion import proportion_confint
 import actadd
 from actadd.studies.evaluation import stats
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import claims, formatting, prose
+from actadd.studies.lifecycle import claims
+from actadd.studies.lifecycle.record import StudyRecord
+from actadd.studies.presentation import formatting, prose
 
 
 def test_a_proportion_of_zero_has_a_nonzero_upper_bound():
@@ -82,7 +84,7 @@ def test_claims_are_written_before_they_are_measured(tmp_path):
     assert [c["verdict"] for c in written["claims"]] == ["not measured"] * 2 and written["declared_at"]
     assert record.record("x.best", stats.proportion(31, 32)) == "unresolved"
     assert record.record("x.base", stats.proportion(0, 128)) == "holds"
-    table = claims.claims_table([claims.load_claims(tmp_path / "claims.json")])
+    table = StudyRecord.load(tmp_path).table()
     columns = ["study", "claim", "the paper", "measured [95% CI]", "half-width", "criterion", "verdict", "note"]
     assert table.columns.tolist() == columns
     assert table["verdict"].tolist() == ["unresolved", "holds"]

@@ -12,7 +12,8 @@ import pytest
 
 import actadd
 from actadd.studies.evaluation import stats
-from actadd.studies.harness import comparison, methods, selection, streams
+from actadd.studies.lifecycle import streams
+from actadd.studies.protocol import comparison, methods, selection
 
 PROMPTS = ["The movie was", "I think that", "Yesterday", "My cat"]
 PREFIX = "Be positive:\n"

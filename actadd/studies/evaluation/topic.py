@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 
-from actadd import SteeringVector, generate_sweep, steering_vector
+from actadd import SteeringVector, Vector, generate_sweep, steering_vector
 from actadd.studies.evaluation.scorers import fluency
 from actadd.studies.evaluation.stats import Estimate, bootstrap_ci, proportion_of
 from actadd.studies.evaluation.text import WEDDING_WORDS, topic_word_count
@@ -40,9 +40,7 @@ def topic_summary(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS, se
     }  # fmt: skip
 
 
-def sweep_table(
-    settings: Sequence[SteeringVector | None], texts: Sequence[Sequence[str]], *, seed: int = 0
-) -> pd.DataFrame:
+def sweep_table(settings: Sequence[Vector | None], texts: Sequence[Sequence[str]], *, seed: int = 0) -> pd.DataFrame:
     """One row per setting (None: unsteered): layer, coeff, relative_norm and
     :func:`topic_summary` of its completions."""
     if len(settings) != len(texts):
@@ -62,7 +60,7 @@ def sweep_table(
 def topic_sweep(
     model: TransformersModel,
     prompt: str,
-    settings: Sequence[SteeringVector | None],
+    settings: Sequence[Vector | None],
     n_samples: int,
     *,
     stream: int,

@@ -24,7 +24,7 @@ from actadd.studies.evaluation.overhead import (
     summarize,
     sweep_cost,
 )
-from actadd.studies.harness.study import versions
+from actadd.studies.lifecycle.study import versions
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from actadd.checks import integer, real, strings
-from actadd.studies.harness.comparison import method_table
-from actadd.studies.harness.methods import (
+from actadd.studies.protocol.comparison import method_table
+from actadd.studies.protocol.methods import (
     KIND_LABELS,
     MEAN_DIFFERENCE,
     MEAN_DIFFERENCE_AT_ACTADD,

@@ -11,7 +11,7 @@ and seeds, each completion scored and its fluency judged by another model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,15 +20,18 @@ from nnsight.modeling.transformers import TransformersModel
 
 from actadd.checks import integer, real
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import plots, streams
-from actadd.studies.harness.comparison import (
+from actadd.studies.lifecycle import streams
+from actadd.studies.lifecycle.study import Study
+from actadd.studies.presentation.prose import render
+from actadd.studies.protocol import figures
+from actadd.studies.protocol.comparison import (
     estimates_table,
     method_table,
     paired_differences,
     per_prompt,
     table_estimate,
 )
-from actadd.studies.harness.methods import (
+from actadd.studies.protocol.methods import (
     MEAN_DIFFERENCE,
     MEAN_DIFFERENCE_AT_ACTADD,
     TREATMENT,
@@ -36,9 +39,13 @@ from actadd.studies.harness.methods import (
     sample,
     search_space,
 )
-from actadd.studies.harness.prose import render
-from actadd.studies.harness.selection import Selection, select
-from actadd.studies.harness.study import Study
+from actadd.studies.protocol.selection import Selection, select
+
+# What the field says of the methods that followed ActAdd, for the claims that put them beside it.
+MEAN_DIFFERENCE_PAPER = "(not in the paper; Im & Li 2025: the mean of differences is the best linear direction)"
+PROMPTING_PAPER = "(not in the paper; AxBench, Wu et al. 2025: prompting ahead of every steering method)"
+MEAN_DIFFERENCE_METRIC = "the mean difference of contrast pairs (mean over each text's tokens) added at every position"
+BETTER_STEERING = "ActAdd or the mean difference, whichever did better on the selection"
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ def run_task(
     """Select on ``task``'s selection prompts, evaluate on its evaluation prompts.
 
     ``score`` adds the per-completion columns (``objective`` among them) to a sample table.
-    Each method's setting is chosen by :func:`~actadd.studies.harness.selection.select`;
+    Each method's setting is chosen by :func:`~actadd.studies.protocol.selection.select`;
     the evaluation compares unsteered, prompting, the chosen PREADD and the chosen ActAdd (and,
     with the task's contrast pairs, the chosen mean difference and the mean difference at
     ActAdd's setting).
@@ -241,12 +248,28 @@ def save_runs(study: Study, runs: Sequence[TaskRun], *, objective_label: str, fi
     study.table(pd.concat([r.completions for r in runs], ignore_index=True), "completions")
     name = study["model_name"]
     study.figure(
-        plots.selection_figure(
+        figures.selection_figure(
             {r.task.label: r.selection for r in runs},
             objective_label=objective_label,
             title=f"Selection on {name}: every setting's {objective_label} against fluency (95% CIs of selection.csv)",
         ),
         figure,
     )
-    return study.table(pd.concat([r.selection.table.assign(direction=r.task.label) for r in runs], ignore_index=True),
-                       "selection")  # fmt: skip
+    return study.table(selection_table(runs), "selection")
+
+
+def selection_table(runs: Iterable[TaskRun]) -> pd.DataFrame:
+    """Every setting each run's selection tried, one block of rows per task (with its direction)."""
+    return pd.concat([r.selection.table.assign(direction=r.task.label) for r in runs], ignore_index=True)
+
+
+def samples_side_by_side(runs: Iterable[TaskRun], n_prompts: int) -> pd.DataFrame:
+    """The first ``n_prompts`` evaluation prompts of each run, one row each (with its direction):
+    the prompt, then every method's first completion in a column of its own."""
+    frames = []
+    for run in runs:
+        first = run.completions[(run.completions.prompt_id < n_prompts) & (run.completions["sample"] == 0)]
+        wide = first.pivot(index=["prompt_id", "prompt"], columns="method", values="completion")
+        wide = wide[list(dict.fromkeys(first.method))].reset_index().drop(columns="prompt_id")
+        frames.append(wide.assign(direction=run.task.label)[["direction", "prompt", *wide.columns[1:]]])
+    return pd.concat(frames, ignore_index=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 from actadd import EMBEDDED_MODELS
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import formatting
-from actadd.studies.harness.formatting import Unit
+from actadd.studies.presentation import formatting
+from actadd.studies.presentation.formatting import Unit
 
 # The prose field formats and the units they write.
 _UNITS: dict[str, Unit] = {"pct": "percent", "pts": "points", "num": "number"}

@@ -26,7 +26,7 @@ from actadd import DirectionVector, Positions, SteeringVector, generate, row_see
 from actadd import mean_difference as actadd_mean_difference
 from actadd.checks import integer, real, strings
 from actadd.studies.evaluation.scorers import continuation_perplexity
-from actadd.studies.harness.baselines import PrefixContrast, prompted
+from actadd.studies.protocol.baselines import PrefixContrast, prompted
 
 Kind = Literal["unsteered", "prompting", "preadd", "actadd", "meandiff"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -52,7 +52,7 @@ class Method:
 
     ``kind`` is ``unsteered`` (the plain prompt), ``prompting`` (``instruction`` put before the
     prompt), ``preadd`` (plain log-probs + ``strength`` x (log-probs behind the prefix
-    ``instruction`` - plain ones), :class:`~actadd.studies.harness.baselines.PrefixContrast`) or
+    ``instruction`` - plain ones), :class:`~actadd.studies.protocol.baselines.PrefixContrast`) or
     ``actadd`` (``steering`` added at ``layer`` with coefficient ``coeff``; ``relative_norm`` is
     its norm over the residual norm at that layer) or ``meandiff`` (a ``[d_model]`` mean
     difference of contrast pairs, :func:`actadd.mean_difference`, added at every position).

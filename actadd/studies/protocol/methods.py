@@ -215,9 +215,10 @@ def sample(
     + s]`` under every method, so methods differ only by what they do to the logits. Unsteered,
     prompting and ActAdd rows share batches (ActAdd's through ``row_vectors``, at the front), the
     mean-difference rows theirs (at every position); each PREADD method is its own call with its
-    processor. ``prompt`` is always the plain prompt, also for
-    prompting, whose model saw the instruction before it. ``sampling`` goes to
-    :func:`actadd.generate` (``max_new_tokens``, ``top_p``, ...).
+    processor. Every row gets the ``k - 1`` spaces after its start token that the longest ActAdd
+    vector among ``methods`` needs (the original code's pad mode, applied to every method alike).
+    ``prompt`` is always the plain prompt, also for prompting, whose model saw the instruction
+    before it. ``sampling`` goes to :func:`actadd.generate` (``max_new_tokens``, ``top_p``, ...).
     """
     prompts = strings(prompts, "prompts")
     n_samples = integer(n_samples, "n_samples", minimum=1)
@@ -230,6 +231,9 @@ def sample(
         [(i, s, p) for i, p in enumerate(prompts) for s in range(n_samples)], columns=["prompt_id", "sample", "prompt"]
     )
     grid["seed"] = row_seeds(seed, len(grid), stream=stream)
+    # Every row padded like the ActAdd rows (the original's pad mode), so a method differs from
+    # another only by what it does, never by the prompt it sees.
+    spaces = max((m.steering.k - 1 for m in methods if isinstance(m.steering, SteeringVector)), default=0)
     front = [m for m in methods if m.kind in ("unsteered", "prompting", "actadd")]
     everywhere = [m for m in methods if m.kind == "meandiff"]
     calls = [c for c in (front, everywhere) if c] + [[m] for m in methods if m.kind == "preadd"]
@@ -247,7 +251,7 @@ def sample(
             row_vectors=[m.steering for m in call for _ in range(len(grid))],
             seed=grid["seed"].tolist() * len(call),
             batch_size=batch_size,
-            pad_prompts=True,
+            pad_prompts=spaces,
             logits_processors=processors,
             positions=POSITIONS.get(first.kind, "front"),
             progress=progress,

@@ -20,7 +20,7 @@ import pandas as pd
 import actadd
 from actadd.io import atomic_write
 from actadd.studies.data import sentiment_prompts, topic_pairs, toxicity_pairs, toxicity_prompts
-from actadd.studies.harness import judges
+from actadd.studies.protocol import judges
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 DEPTHS = (0.2, 0.33)

@@ -1,6 +1,6 @@
 """Whether a completion is text: a gate of a few measured rules, tuned and validated on
-hand-labelled completions (``data/text_gate_labelled.csv``; the labelling rule is in
-``data/README.md``).
+hand-labelled completions (``text_gate_labelled.csv`` beside this module, shipped with the
+package; the labelling rule is in ``data/README.md``).
 
 A steering setting can "succeed" with output that is not text: a sentiment scorer calls a
 digit run positive, a repeated topic word counts as a topic hit, and a judge model gives
@@ -78,7 +78,7 @@ from actadd.checks import integer, real, strings
 from actadd.studies.evaluation.stats import Estimate, proportion, proportion_of
 
 # The labelled continuations, kept with the repository's data (not in the installed wheel).
-LABELLED_SET = Path(__file__).resolve().parents[3] / "data" / "text_gate_labelled.csv"
+LABELLED_SET = Path(__file__).with_name("text_gate_labelled.csv")
 LABELS = ("text", "not_text")
 SPLIT_SEED = 0
 # Completions: a sequence of strings, or a pandas column of them.

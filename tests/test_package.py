@@ -112,6 +112,7 @@ def test_import_actadd_loads_torch_only_when_a_name_needs_it():
         (("run", "--profile", "nope"), "argument --profile: invalid choice: 'nope'"),
         ((), "the following arguments are required: command"),
         (("report", "/nonexistent"), "/nonexistent has no run.json"),
+        (("vector", "/nonexistent.csv", "--layer", "3", "--out", "v.gguf"), "/nonexistent.csv does not exist"),
     ],
 )
 def test_usage_errors_come_back_without_importing_torch(args, message):

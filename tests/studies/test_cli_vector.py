@@ -16,7 +16,7 @@ from actadd.studies.pipeline.cli import main
 from tests.core.reference import PAIRS
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def gpt2_folder(gpt2_random, gpt2_tokenizer, tmp_path_factory):
     """The random GPT-2 saved as a local folder, for ``--model`` to load as a user's would be."""
     folder = tmp_path_factory.mktemp("gpt2-random")
@@ -102,6 +102,14 @@ def test_a_csv_file_gives_a_gguf_control_vector_at_every_layer_asked(gpt2_random
             ("--layer", "1", "--out", "v.gguf"),
             r"layer 1 has no slot.*refuses direction\.0",
         ),
+        ("positive,negative\na,b\n", ".csv", ("--batch-size", "0"), r"--batch-size must be at least 1, got 0"),
+        (
+            "positive,negative\na,b\n",
+            ".csv",
+            ("--relative-norm", "-1"),
+            r"--relative-norm must be a finite number >= 0",
+        ),
+        ("positive,negative\na,b\n", ".csv", ("--coeff", "nan"), r"--coeff must be a finite number, got nan"),
     ],
 )
 def test_bad_files_and_arguments_are_usage_errors_before_the_model_loads(

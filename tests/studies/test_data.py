@@ -220,6 +220,7 @@ def test_hub_rtp_flattens_prompt_and_continuation(offline_hub):
         assert row.prompt_toxicity == source_row["prompt"]["toxicity"]
         assert row.continuation_toxicity == source_row["continuation"]["toxicity"]
         assert row.origin == f"allenai/real-toxicity-prompts:{source_row['filename']}"
+    assert not table["cleaned"].any()  # as published: its scores are of its texts as they are
     challenging = data.toxicity_prompts(source="allenai/real-toxicity-prompts", challenging_only=True)
     assert len(challenging) == sum(row["challenging"] for row in hub_cache.REAL_TOXICITY_PROMPTS) > 0
 
@@ -396,6 +397,25 @@ def test_toxicity_pool_halves_scored_sentences():
     first = pool[pool["origin"] == "toy#0#s0"].iloc[0]
     assert (first["prompt"], first["continuation"]) == ("you are a stupid", " idiot and everyone knows it.")
     assert first["sentence_toxicity"] == 0.95 and first["prompt_toxicity"] == 0.05 and first["challenging"]
+    assert not pool["cleaned"].any()
+
+
+def test_toxicity_pool_cleans_each_sentence_before_halving_it():
+    tweets = [
+        "@united @delta you are a stupid idiot and everyone knows it http://t.co/SjLFKJA9xQ",
+        "RT @someone: you are a stupid idiot and everyone knows it",  # the same sentence once cleaned
+        "@united thanks so much for the http://t.co/x lovely flight",  # 7 words once cleaned: dropped
+        "the weather is lovely and calm this fine morning, says @metoffice.",
+    ]
+    readers = {"tweets": lambda: ((f"tw#{i}", t) for i, t in enumerate(tweets))}
+    pool = pools.build_toxicity_pool(readers, score=fake_toxicity).set_index("origin")
+    assert list(pool.index) == ["tw#0#s0", "tw#3#s0"]
+    assert (pool.loc["tw#0#s0", "prompt"], pool.loc["tw#0#s0", "continuation"]) == (
+        "you are a stupid",
+        " idiot and everyone knows it",
+    )
+    assert pool.loc["tw#3#s0", "continuation"] == " calm this fine morning, says @user."
+    assert pool["cleaned"].all() and pool.loc["tw#0#s0", "challenging"]
 
 
 def test_toxicity_prompts_stratify_over_bins(monkeypatch):

@@ -253,9 +253,11 @@ def toxicity_prompts(
     SpamAssassin ham mail (when fetched), scored by alt-profanity-check and halved; a sample of
     ``n`` spreads evenly over the sentence-toxicity bins [0, .25, .5, .75, 1] as RTP did.
     ``challenging`` marks sentences scoring >= 0.5 (RTP's own flag marks prompts that made
-    every model it tried toxic; this is a proxy). Online: RTP, its Perspective scores.
-    Columns: prompt, continuation, sentence_toxicity (None online), prompt_toxicity,
-    continuation_toxicity, challenging, source, origin.
+    every model it tried toxic; this is a proxy). The texts are cleaned before they are split
+    (:func:`~.pools.build_toxicity_pool`). Online: RTP as published, uncleaned, since its
+    Perspective scores are of its texts as they are. Columns: prompt, continuation,
+    sentence_toxicity (None online), prompt_toxicity, continuation_toxicity, challenging,
+    source, origin, cleaned (whether cleaning changed the sentence; False online).
     """
     _check_n(n)
     check_source(source, TOXICITY_HUB, "toxicity_prompts")
@@ -275,6 +277,7 @@ def toxicity_prompts(
                 "challenging": table["challenging"],
                 "source": source,
                 "origin": [f"{source}:{name}" for name in table["filename"]],
+                "cleaned": False,
             }
         )
     if challenging_only:

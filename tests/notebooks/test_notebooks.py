@@ -24,11 +24,16 @@ FIGURES = {
     "05_detox": "05_detox_comparison.png",
     "06_overhead": "06_overhead_premium.png",
 }
+# The most resident memory a smoke-profile study may take (its kernel's peak, in its record): the
+# two embedded models and their data fit well within it, and a leak or a full-vocabulary tensor
+# where none belongs would not.
+SMOKE_MEMORY_CEILING_GB = 4.0
 # The comparison studies' own tables, beside the claims every study writes.
 COMPARISON_TABLES = {
     "04_sentiment": ["selection", "comparison", "paired_differences", "steerability", "scorer_accuracy",
-                     "scorer_agreement", "prompts"],
-    "05_detox": ["selection", "comparison", "paired_differences", "steerability", "toxicity_agreement", "prompts"],
+                     "scorer_agreement", "prompts", "samples"],
+    "05_detox": ["selection", "comparison", "paired_differences", "steerability", "toxicity_agreement", "prompts",
+                 "samples"],
 }  # fmt: skip
 
 
@@ -54,7 +59,8 @@ def test_study_runs_and_judges_its_claims(smoke_run, study):
     assert measured, "no claim was measured"
     assert all(r.verdict in ("holds", "does not hold", "unresolved") for r in measured)
     assert all(r.estimate.low <= r.estimate.value <= r.estimate.high for r in measured)  # type: ignore[union-attr]
-    assert record.finished and record.peak_memory_gb and record.phases_s and record.paper is not None
+    assert record.finished and record.phases_s and record.paper is not None
+    assert record.peak_memory_gb is not None and 0.1 < record.peak_memory_gb < SMOKE_MEMORY_CEILING_GB
     assert record.headline["verdicts"] == record.verdicts()
     prose = record.prose or ""
     assert prose.strip() and "{" not in prose
@@ -75,9 +81,10 @@ def test_comparison_studies_write_selection_evaluation_and_judges(smoke_run, stu
     results = out / study
     for name in COMPARISON_TABLES[study]:
         assert (results / f"{name}.csv").stat().st_size > 0, name
-    assert len(list(results.glob("*.png"))) == 3  # selection, comparison, steerability
     record = StudyRecord.load(results)
+    assert {f"{study}_{name}.png" for name in ("frontier", "comparison", "steerability")} == set(record.figures)
     assert all(r.verdict != "not measured" for r in record.claims)
+    assert "text_gate" in record.headline and record.headline["text_gate"]["accuracy"]["n"] > 100
     assert record.judged_by is not None and "continuations" in record.judged_by.agreement
     assert (record.prose or "").startswith("Steered model:")
     samples = pd.read_csv(results / "samples.csv")

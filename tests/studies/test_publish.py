@@ -9,27 +9,38 @@ import pytest
 
 from actadd.studies.evaluation.stats import proportion
 from actadd.studies.lifecycle.claims import Claim, ClaimsRecord, above
-from actadd.studies.lifecycle.record import NotebookRun, RunLog, StudyRecord
+from actadd.studies.lifecycle.record import NotebookRun, RunLog, StudyRecord, Withdrawn
 from actadd.studies.pipeline import REPO, publish, screenshots
 from actadd.studies.pipeline.report import write_report
 from actadd.studies.protocol.judges import Agreement, JudgeReport
 
 README_TEMPLATE = (
     "# x\n\n<!-- notebooks:start -->\n<!-- notebooks:end -->\n\n<!-- results:start -->\nPLACEHOLDER\n"
-    "<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n"
+    "<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n\n<!-- errata:start -->\n"
+    "<!-- errata:end -->\n"
 )
 
 
 def _run(
-    run_dir: Path, success: int, *, fail: bool = False, model: str = "toy-model", note: str = "", name: str = "01_study"
+    run_dir: Path,
+    success: int,
+    *,
+    fail: bool = False,
+    model: str = "toy-model",
+    note: str = "",
+    name: str = "01_study",
+    claim: str = "01.a",
+    withdrawn: dict[str, str] | None = None,
 ) -> Path:
     """A run folder as the runner leaves it: one study with a claim, its record and its executed notebook."""
     study = run_dir / name
-    claims = ClaimsRecord.declare(name, study, [Claim("01.a", "It works", "> 90%", "share", above(0.9), "percent")])
-    claims.record("01.a", proportion(success, 100), note=note)
+    declared = [Claim(claim, "It works", "> 90%", "share", above(0.9), "percent")]
+    claims = ClaimsRecord.declare(name, study, declared, withdrawn=withdrawn)
+    claims.record(claim, proportion(success, 100), note=note)
     parameters = {"model_name": model, "profile": "default", "results_dir": str(study)}
+    withdrawn_claims = [Withdrawn(claim_id, reason) for claim_id, reason in (withdrawn or {}).items()]
     StudyRecord(name, list(claims.results.values()), parameters=parameters, wall_time_s=80.0, peak_memory_gb=1.25,
-                phases_s={"generation": 60.0}).save(study)  # fmt: skip
+                phases_s={"generation": 60.0}, withdrawn=withdrawn_claims).save(study)  # fmt: skip
     executed = {"cells": [{"cell_type": "code", "source": f"results_dir = '{REPO.resolve() / 'runs' / name}'"}]}
     (run_dir / f"{name}.ipynb").write_text(json.dumps(executed))
     entry = NotebookRun(name, "failed" if fail else "ok", 90.0, f"{name}.ipynb", name, parameters,
@@ -206,3 +217,21 @@ def test_publish_renders_the_report_screenshot_where_chromium_is(tmp_path, monke
     monkeypatch.setattr(screenshots, "missing", lambda: "chromium not found: apt-get install chromium")
     publish.publish(run, readme, root, **kwargs)
     assert "report screenshot not taken (chromium not found" in capsys.readouterr().out and not shot.exists()
+
+
+def test_a_withdrawn_claim_keeps_its_last_published_value_in_the_errata(tmp_path):
+    readme, root = tmp_path / "README.md", tmp_path / "results"
+    readme.write_text(README_TEMPLATE)
+    assert publish.section(readme.read_text(), "errata") == ""
+    _publish = dict(figures=tmp_path / "figures", screenshot=None, main="toy-model")
+    publish.publish(_run(tmp_path / "run1", 97), readme, root, **_publish)
+    assert publish.section(readme.read_text(), "errata") == "No claim has been withdrawn."
+    why = "it measured the wrong thing"
+    publish.publish(_run(tmp_path / "run2", 40, claim="01.b", withdrawn={"01.a": why}), readme, root, **_publish)
+    errata = publish.section(readme.read_text(), "errata")
+    assert "`01.a`" in errata and "97% [92%, 99%]: holds" in errata and "run1" in errata and why in errata
+    assert "01.b" not in errata and "40% [31%, 50%]" in publish.section(readme.read_text(), "results")
+    publish.publish(_run(tmp_path / "run3", 41, claim="01.b", withdrawn={"01.a": why}), readme, root, **_publish)
+    assert "97% [92%, 99%]: holds" in publish.section(readme.read_text(), "errata")  # carried from run1, not lost
+    with pytest.raises(ValueError, match="was withdrawn"):
+        ClaimsRecord.declare("x", tmp_path / "x", [Claim("01.a", "s", "p", "m", above(0.0))], withdrawn={"01.a": why})

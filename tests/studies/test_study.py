@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.lifecycle.claims import Claim, above
+from actadd.studies.lifecycle.claims import Claim, Criterion, above
 from actadd.studies.lifecycle.colab import COLAB_ENV
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study, parameter_names
@@ -25,7 +25,7 @@ from actadd.studies.pipeline.publish import RESULTS
 from actadd.studies.pipeline.runner import NOTEBOOKS
 from actadd.studies.protocol.judges import Agreement, JudgeReport
 from actadd.studies.sections import MODULES, factual_recall, section
-from actadd.studies.sections.wedding_layers import WeddingSetting, wedding_grid, wedding_setting
+from actadd.studies.sections.wedding_layers import TUNED, WeddingSetting, paper_label, wedding_arms, wedding_setting
 
 CLAIM = Claim("07.works", "It works", "> 90%", "share", above(0.9), "percent")
 MINE = Section("07_mine", "the paper's value", lambda p: [CLAIM])
@@ -150,16 +150,18 @@ def test_a_later_study_reads_the_setting_01_chose_in_its_run(tmp_path):
     assert setting == WeddingSetting(10, 2.0) and source == "chosen by notebook 01 in this run"
 
 
-def test_the_topic_studies_grid_steers_at_the_setting_01_chose_with_its_relative_norm(tmp_path, gpt2_random):
+def test_the_topic_studies_arms_are_the_papers_depth_and_the_setting_01_chose(tmp_path, gpt2_random):
     _finished_01(tmp_path / "01_wedding_layers", WeddingSetting(2, 1.5))
     later = Study("03_factual_recall", {"results_dir": str(tmp_path / "03_factual_recall"), "seed": 0, "layer": 3,
-                                        "tuned_norm": 4.0, "p_plus": " weddings", "p_minus": ""})  # fmt: skip
-    grid = wedding_grid(later, gpt2_random, [0.5, 1.0])
-    assert grid.setting == WeddingSetting(2, 1.5) and grid.source == "chosen by notebook 01 in this run"
-    assert list(grid.vectors) == sorted({0.5, 1.0, grid.tuned_coeff})
-    assert all(v.layer == 2 and v.coeff == c for c, v in grid.vectors.items())
-    assert grid.vectors[grid.tuned_coeff].relative_norm == pytest.approx(1.5, rel=1e-4)
-    assert grid.vectors[1.0].relative_norm == pytest.approx(grid.vectors[0.5].relative_norm * 2, rel=1e-4)
+                                        "tuned_norm": 4.0, "p_plus": " weddings", "p_minus": "",
+                                        "paper_depth": 0.333, "paper_coeffs": [1.0, 0.5]})  # fmt: skip
+    arms = wedding_arms(later, gpt2_random)
+    assert arms.setting == WeddingSetting(2, 1.5) and arms.source == "chosen by notebook 01 in this run"
+    assert arms.paper_layer == 1 and list(arms.paper) == [0.5, 1.0]  # a third of 4 blocks, coefficients sorted
+    assert all(v.layer == 1 and v.coeff == c for c, v in arms.paper.items())
+    assert arms.tuned.layer == 2 and arms.tuned.relative_norm == pytest.approx(1.5, rel=1e-4)
+    assert list(arms.vectors()) == [paper_label(0.5), paper_label(1.0), TUNED]
+    assert arms.paper[1.0].relative_norm == pytest.approx(arms.paper[0.5].relative_norm * 2, rel=1e-4)
 
 
 def _defaults(study: str) -> dict:
@@ -174,25 +176,43 @@ def _defaults(study: str) -> dict:
     return values
 
 
-@pytest.mark.parametrize("claims_file", sorted(RESULTS.glob("*/*/*/claims.json")), ids=lambda p: str(p.parent))
-def test_the_registry_declares_exactly_what_the_committed_runs_declared(claims_file):
-    """A claim's statement and criterion, once declared and run, stay as they are: the registry
-    gives every committed claim back, word for word, from that run's parameters. (The metric's
-    wording says how the interval is made, and may name a better method than the run used.)"""
-    committed = json.loads(claims_file.read_text())
+@pytest.mark.parametrize("folder", sorted(p.parent for p in RESULTS.glob("*/*/*/claims.json")), ids=str)
+def test_the_sections_declare_exactly_what_the_committed_runs_declared(folder):
+    """A claim's statement and criterion, once declared and run, stay as they are: each section
+    gives every committed claim back, word for word, from that run's parameters, or lists it as
+    withdrawn with a reason. (The metric's wording says how the interval is made, and may name a
+    better method than the run used.)"""
+    committed = StudyRecord.load(folder)
     # the run's parameters, and the notebook's defaults for parameters added since (a new claim's margin)
-    parameters = {
-        **_defaults(committed["study"]),
-        **json.loads((claims_file.parent / "headline.json").read_text())["parameters"],
-    }
-    registered = {c.id: c for c in section(committed["study"]).claims(parameters)}
-    for claim in committed["claims"]:
-        ours = registered[claim["id"]]
-        assert (ours.statement, ours.paper, ours.unit, ours.arm) == (
-            claim["statement"], claim["paper"], claim["unit"], claim["arm"])  # fmt: skip
-        assert {"kind": ours.criterion.kind, "low": ours.criterion.low, "high": ours.criterion.high} == claim[
-            "criterion"
-        ]
+    parameters = {**_defaults(committed.study), **committed.parameters}
+    declared = section(committed.study)
+    registered = {c.id: c for c in declared.claims(parameters)}
+    for result in committed.claims:
+        claim = result.claim
+        if claim.id in declared.withdrawn:
+            assert claim.id not in registered and declared.withdrawn[claim.id]
+            continue
+        ours = registered[claim.id]
+        assert (ours.statement, ours.paper, ours.unit, ours.arm, ours.criterion) == (
+            claim.statement, claim.paper, claim.unit, claim.arm, claim.criterion)  # fmt: skip
+
+
+DECLARED = Path(__file__).parents[2] / "docs" / "claims-as-declared-2026-12-01.json"
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_the_claims_as_declared_on_2026_12_01_stand_or_are_withdrawn(model):
+    """The claims as they were declared on 2026-12-01 (docs/), on the notebooks' default parameters:
+    each keeps its statement and criterion in its section, or is listed there as withdrawn."""
+    declared = json.loads(DECLARED.read_text())[model]
+    for claim_id, stated in declared.items():
+        study = next(name for name in MODULES if name.startswith(claim_id.split(".")[0] + "_"))
+        found = section(study)
+        if claim_id in found.withdrawn:
+            continue
+        ours = {c.id: c for c in found.claims(_defaults(study))}[claim_id]
+        assert ours.statement == stated["statement"], claim_id
+        assert ours.criterion == Criterion(**stated["criterion"]), claim_id
 
 
 def test_an_unknown_study_is_named_with_the_known_ones():

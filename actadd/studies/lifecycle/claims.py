@@ -121,14 +121,25 @@ class ClaimsRecord:
     results: dict[str, ClaimResult] = field(default_factory=dict)
     declared_at: str = ""
     paper: str = ""  # what the paper reports for the study, shown beside its results
+    withdrawn: dict[str, str] = field(default_factory=dict)  # claim id -> why it was withdrawn
 
     @classmethod
-    def declare(cls, study: str, results_dir: str | Path, claims: Iterable[Claim], *, paper: str = "") -> ClaimsRecord:
+    def declare(
+        cls,
+        study: str,
+        results_dir: str | Path,
+        claims: Iterable[Claim],
+        *,
+        paper: str = "",
+        withdrawn: dict[str, str] | None = None,
+    ) -> ClaimsRecord:
         now = f"{dt.datetime.now():%Y-%m-%dT%H:%M:%S}"
-        record = cls(study, Path(results_dir) / "claims.json", declared_at=now, paper=paper)
+        record = cls(study, Path(results_dir) / "claims.json", declared_at=now, paper=paper, withdrawn=withdrawn or {})
         for claim in claims:
             if claim.id in record.results:
                 raise ValueError(f"claim id {claim.id!r} is declared twice")
+            if claim.id in record.withdrawn:
+                raise ValueError(f"claim {claim.id!r} was withdrawn ({record.withdrawn[claim.id]}): declare a new id")
             record.results[claim.id] = ClaimResult(claim)
         if not record.results:
             raise ValueError("declare at least one claim")
@@ -162,6 +173,9 @@ class ClaimsRecord:
             "declared_at": self.declared_at,
             "paper": self.paper,
             "claims": [r.as_dict() for r in self.results.values()],
+            "withdrawn": [
+                {"id": claim_id, "reason": reason, "last": None} for claim_id, reason in self.withdrawn.items()
+            ],
         }
 
 

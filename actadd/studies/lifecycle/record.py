@@ -62,6 +62,17 @@ class JudgeSummary:
 
 
 @dataclass(frozen=True)
+class Withdrawn:
+    """A claim the study declared once and has withdrawn: why, and, once published, its last
+    published measurement and the run it came from (an erratum keeps the old value in view)."""
+
+    id: str
+    reason: str
+    last: ClaimResult | None = None
+    run: str | None = None
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Which run a published study came from: the run folder's name, the profile and the
     notebook's wall time as the runner measured it (papermill's, loading included)."""
@@ -79,6 +90,7 @@ class StudyRecord:
     claims: list[ClaimResult]
     declared_at: str = ""
     paper: str = ""  # what the paper reports for this study ("" where it has no such experiment)
+    withdrawn: list[Withdrawn] = field(default_factory=list)
     headline: dict[str, Any] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     judged_by: JudgeSummary | None = None
@@ -110,6 +122,12 @@ class StudyRecord:
             claims=[_claim_result(c) for c in declared["claims"]],
             declared_at=str(declared.get("declared_at", "")),
             paper=str(declared.get("paper", "")),
+            withdrawn=[
+                Withdrawn(
+                    w["id"], w["reason"], None if w.get("last") is None else _claim_result(w["last"]), w.get("run")
+                )
+                for w in declared.get("withdrawn", [])
+            ],
             figures=sorted(p.name for p in folder.glob("*.png")),
             tables=sorted(p.name for p in folder.glob("*.csv")),
             finished=(folder / HEADLINE).is_file(),
@@ -156,8 +174,10 @@ class StudyRecord:
 
     def claims_dict(self) -> dict[str, Any]:
         """``claims.json``'s content."""
-        claims = [r.as_dict() for r in self.claims]
-        return {"study": self.study, "declared_at": self.declared_at, "paper": self.paper, "claims": claims}
+        withdrawn = [{"id": w.id, "reason": w.reason, "last": None if w.last is None else w.last.as_dict(), "run": w.run}
+                     for w in self.withdrawn]  # fmt: skip
+        return {"study": self.study, "declared_at": self.declared_at, "paper": self.paper,
+                "claims": [r.as_dict() for r in self.claims], "withdrawn": withdrawn}  # fmt: skip
 
     def headline_dict(self) -> dict[str, Any]:
         """``headline.json``'s content."""
@@ -188,11 +208,21 @@ class StudyRecord:
         """Each claim's verdict, by claim id."""
         return {r.claim.id: r.verdict for r in self.claims}
 
-    def published(self, provenance: Provenance) -> StudyRecord:
+    def published(self, provenance: Provenance, previous: StudyRecord | None = None) -> StudyRecord:
         """This record as a published snapshot: its provenance set, parameters that name this
-        machine's folders dropped."""
+        machine's folders dropped, and each withdrawn claim with its last published value (from
+        the ``previous`` snapshot of the study, where that one measured or carried it)."""
         parameters = {k: v for k, v in self.parameters.items() if k != "results_dir"}
-        return replace(self, provenance=provenance, parameters=parameters)
+        earlier: dict[str, Withdrawn] = {}
+        if previous is not None:
+            earlier = {w.id: w for w in previous.withdrawn if w.last is not None}
+            run = previous.provenance.run if previous.provenance else None
+            earlier |= {
+                r.claim.id: Withdrawn(r.claim.id, "", r, run) for r in previous.claims if r.estimate is not None
+            }
+        withdrawn = [replace(w, last=earlier[w.id].last, run=earlier[w.id].run) if w.id in earlier else w
+                     for w in self.withdrawn]  # fmt: skip
+        return replace(self, provenance=provenance, parameters=parameters, withdrawn=withdrawn)
 
 
 @dataclass

@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from actadd.studies.evaluation.stats import Estimate
 from actadd.studies.lifecycle.claims import Claim, ClaimsRecord, Verdict
 from actadd.studies.lifecycle.colab import COLAB_PARAMETERS, on_colab
 from actadd.studies.lifecycle.parameters import parameter_names
-from actadd.studies.lifecycle.record import PROSE, JudgeSummary, Keyed, StudyRecord
+from actadd.studies.lifecycle.record import PROSE, JudgeSummary, Keyed, StudyRecord, Withdrawn
 from actadd.studies.presentation import plots
 from actadd.studies.presentation.prose import render
 
@@ -57,12 +57,14 @@ _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 @dataclass(frozen=True)
 class Section:
     """What a study is, for its lifecycle: its notebook's name (``"01_wedding_layers"``), what the
-    paper reports for it (shown beside its results in the report) and its claims, a function of
-    the study's parameters (margins, batch sizes) declared when the study opens."""
+    paper reports for it (shown beside its results in the report), its claims, a function of the
+    study's parameters (margins, batch sizes) declared when the study opens, and the claims it
+    once declared and has withdrawn, each with the reason (an erratum, never a quiet change)."""
 
     name: str
     paper: str
     claims: Callable[[Mapping[str, Any]], list[Claim]]
+    withdrawn: Mapping[str, str] = field(default_factory=dict)
 
 
 def versions() -> dict[str, str]:
@@ -169,7 +171,8 @@ class Study:
             raise ValueError(f"{self.name} has no section to take its claims from: pass the claims")
         chosen = list(self.section.claims(self.parameters) if claims is None else claims)  # type: ignore[union-attr]
         paper = "" if self.section is None else self.section.paper
-        self.claims = ClaimsRecord.declare(self.name, self.dir, chosen, paper=paper)
+        withdrawn = {} if self.section is None else dict(self.section.withdrawn)
+        self.claims = ClaimsRecord.declare(self.name, self.dir, chosen, paper=paper, withdrawn=withdrawn)
         _show(self.claims.table()[["claim", "the paper", "criterion"]])
         return self.claims
 
@@ -251,6 +254,7 @@ class Study:
             claims=list(claims.results.values()),
             declared_at=claims.declared_at,
             paper=claims.paper,
+            withdrawn=[Withdrawn(claim_id, reason) for claim_id, reason in claims.withdrawn.items()],
             headline={**headline, "verdicts": {cid: claims.verdict(cid) for cid in claims.results}},
             records={r.KEY: asdict(r) for r in records},  # type: ignore[call-overload]
             judged_by=judged_by,

@@ -21,7 +21,7 @@ import pandas as pd
 
 from actadd.io import atomic_write
 from actadd.models import DEFAULT_MODEL
-from actadd.studies.lifecycle.record import Provenance, StudyRecord, study_folders
+from actadd.studies.lifecycle.record import CLAIMS, Provenance, StudyRecord, study_folders
 from actadd.studies.pipeline import REPO, screenshots
 from actadd.studies.pipeline.report import load_run
 from actadd.studies.presentation.formatting import interval, markdown_table
@@ -31,6 +31,7 @@ README = REPO / "README.md"
 FIGURES = REPO / "figures"
 SCREENSHOT = REPO / "docs" / "report-screenshot.png"
 MARKERS = {"notebooks": ("<!-- notebooks:start -->", "<!-- notebooks:end -->"),
+           "errata": ("<!-- errata:start -->", "<!-- errata:end -->"),
            "results": ("<!-- results:start -->", "<!-- results:end -->"),
            "replication": ("<!-- replication:start -->", "<!-- replication:end -->")}  # fmt: skip
 
@@ -49,7 +50,8 @@ def snapshot(run_dir: str | Path, root: Path = RESULTS) -> list[Path]:
         model = str(study.parameters.get("model_name") or "unknown-model")
         profile = str(study.parameters.get("profile") or log.profile)
         dest = root / profile / model / study.notebook
-        record = study.record.published(Provenance(run_dir.name, profile, study.wall_time_s))
+        previous = StudyRecord.load(dest) if (dest / CLAIMS).is_file() else None
+        record = study.record.published(Provenance(run_dir.name, profile, study.wall_time_s), previous)
         record.save(dest)
         if study.executed.is_file():
             _write_notebook(study.executed, dest / f"{study.notebook}.ipynb")
@@ -183,6 +185,25 @@ def _questions() -> dict[str, str]:
     return out
 
 
+def errata_section(root: Path = RESULTS, *, profile: str, models: list[str]) -> str:
+    """The claims withdrawn after they were declared and run: each with its last published value on
+    every model (from the snapshot that measured it) and the reason, so nothing is changed quietly."""
+    rows = []
+    for model in models:
+        for record in _records(root / profile / model):
+            for w in record.withdrawn:
+                last = w.last
+                value = (
+                    "not published" if last is None else f"{interval(last.estimate, last.claim.unit)}: {last.verdict}"
+                )
+                rows.append({"study": record.study, "claim": f"`{w.id}`",
+                             "as declared": "-" if last is None else last.claim.statement, "model": model,
+                             "last published value": value, "run": w.run or "-", "why it was withdrawn": w.reason})  # fmt: skip
+    if not rows:
+        return "No claim has been withdrawn."
+    return markdown_table(pd.DataFrame(rows))
+
+
 def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]) -> str:
     """Every claim on every model (claim | the paper | one column per model: measured [95% CI]
     and verdict), a paragraph on what replicates, rendered from those verdicts, and what each
@@ -307,6 +328,7 @@ def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, m
     models = [main, *(m for m in present if m != main)]
     text = replace_section(readme.read_text(), "results", results_section(root, profile=profile, model=main))
     text = replace_section(text, "notebooks", notebooks_section(root, profile=profile, models=models))
+    text = replace_section(text, "errata", errata_section(root, profile=profile, models=models))
     if len(present) > 1:
         text = replace_section(text, "replication", replication_section(root, profile=profile, models=models))
     return atomic_write(readme, lambda tmp: tmp.write_text(text))

@@ -32,10 +32,9 @@ def panels(
 ) -> tuple[plt.Figure, np.ndarray]:
     """A figure of ``nrows`` x ``ncols`` panels (always a 2D array of axes) with ``title`` above
     them, laid out so that titles, tick labels and the title never overlap."""
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, layout="constrained"
-    )
-    fig.suptitle(title)
+    width = panel[0] * ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel[1] * nrows), squeeze=False, layout="constrained")
+    fig.suptitle("\n".join(textwrap.wrap(title, int(width * 9))))  # about 9 characters an inch at the title's size
     return fig, axes
 
 
@@ -178,15 +177,19 @@ def methods(
 
 
 def overlapping_tick_labels(fig: plt.Figure) -> list[tuple[str, str]]:
-    """Every pair of tick labels of ``fig`` whose drawn boxes intersect (by more than a pixel):
-    what a reader cannot read. Draws the figure to measure the text."""
+    """Every pair of tick labels ``fig`` draws (on every axes, inside its view limits) whose boxes
+    intersect by more than a pixel each way: what a reader cannot read. Draws the figure to
+    measure the text."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     boxes = []
     for ax in fig.axes:
-        for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
-            if label.get_visible() and label.get_text().strip():
-                boxes.append((label.get_text(), label.get_window_extent(renderer).expanded(1.0, 1.0)))
+        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            low, high = min(limits), max(limits)
+            for tick in axis.get_major_ticks():
+                label = tick.label1
+                if low <= tick.get_loc() <= high and label.get_visible() and label.get_text().strip():
+                    boxes.append((label.get_text(), label.get_window_extent(renderer)))
     overlaps = []
     for i, (a, box_a) in enumerate(boxes):
         for b, box_b in boxes[i + 1 :]:

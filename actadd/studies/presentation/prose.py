@@ -36,6 +36,8 @@ class _Formatter(string.Formatter):
         if format_spec == "verdict":
             return _VERDICT_PHRASES.get(str(value), str(value))
         if isinstance(value, Estimate):
+            if math.isnan(value.value):  # a comparison that was not made (a method not chosen)
+                return "not measured"
             return formatting.interval(value, _UNITS[format_spec or "num"], words=True)
         if isinstance(value, float | int) and not isinstance(value, bool):
             if format_spec == "int":

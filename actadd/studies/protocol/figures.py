@@ -1,5 +1,6 @@
-"""The figures that show a comparison study's protocol: every setting a selection tried
-against its fluency (:func:`selection_figure`), and per-input steerability (:func:`steerability_figure`)."""
+"""The figures that show a comparison study's protocol: every method's success against its
+fluency cost over its grid (the frontier, :func:`frontier_figure`), and per-input steerability
+(:func:`steerability_figure`)."""
 
 from __future__ import annotations
 
@@ -9,38 +10,66 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from actadd.studies.presentation.plots import SHARE_LIMITS, by_setting, panels, spread
 from actadd.studies.protocol.methods import KIND_COLOURS, KIND_LABELS
 from actadd.studies.protocol.selection import Selection
 
 
-def selection_scatter(ax: plt.Axes, selection: Selection, *, objective_label: str, title: str) -> None:
-    """Every setting of a selection: mean objective against selection perplexity, both with the
-    table's intervals; the fluency limit as a line, the choices ringed."""
-    table, objective = selection.table, selection.objective
+def frontier(ax: plt.Axes, table: pd.DataFrame, objective: str, *, objective_label: str, title: str,
+             fluency_limit: float | None = None) -> None:  # fmt: skip
+    """Each method's ``objective`` against its fluency cost over its grid, both with the table's
+    intervals: a line per steered kind through its settings from the gentlest, a point for
+    unsteered and prompting; a setting whose completions fail the text gate hollow, the choices
+    ringed, the fluency limit as a line. ``table`` has kind, the setting columns, ``objective``,
+    ``perplexity`` (each with ``_low``/``_high``) and, from a selection, ``passes_gate`` and ``chosen``."""
     for kind, rows in table.groupby("kind", sort=False):
-        ax.errorbar(
-            rows["perplexity"], rows[objective], xerr=spread(rows, "perplexity", "perplexity_low", "perplexity_high"),
-            yerr=spread(rows, objective, f"{objective}_low", f"{objective}_high"), fmt="o", capsize=2,
-            color=KIND_COLOURS[str(kind)], label=KIND_LABELS[str(kind)], alpha=0.85,
-        )  # fmt: skip
+        kind = str(kind)
+        rows = rows.assign(_order=rows["position_norm"].fillna(rows["strength"].abs())).sort_values("_order")
+        colour = KIND_COLOURS[kind]
+        ax.errorbar(rows["perplexity"], rows[objective], xerr=spread(rows, "perplexity", "perplexity_low",
+                    "perplexity_high"), yerr=spread(rows, objective, f"{objective}_low", f"{objective}_high"),
+                    fmt="-" if len(rows) > 1 else "none", color=colour, alpha=0.6, capsize=2, lw=1)  # fmt: skip
+        text = rows["passes_gate"] if "passes_gate" in rows else pd.Series(True, index=rows.index)
+        ax.scatter(
+            rows["perplexity"][text], rows[objective][text], color=colour, s=28, zorder=3, label=KIND_LABELS[kind]
+        )
+        ax.scatter(rows["perplexity"][~text], rows[objective][~text], facecolors="white", edgecolors=colour, s=28,
+                   zorder=3, label=f"{KIND_LABELS[kind]}: fails the text gate" if (~text).any() else None)  # fmt: skip
         for row in rows.itertuples():
-            ax.annotate(_short(row), (row.perplexity, getattr(row, objective)),
-                        fontsize=7, xytext=(4, 4), textcoords="offset points")  # fmt: skip
-    chosen = table[table["chosen"]]
-    ax.scatter(chosen["perplexity"], chosen[objective], s=220, facecolors="none", edgecolors="red", label="chosen")
-    ax.axvline(selection.fluency_limit, color="red", ls=":", label="fluency limit")
-    ax.set(xlabel="judge perplexity on the selection prompts (geometric mean)", ylabel=objective_label, title=title)
+            if kind in ("actadd", "meandiff", "preadd"):
+                ax.annotate(_short(row), (row.perplexity, getattr(row, objective)), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points", color=colour)  # fmt: skip
+    if "chosen" in table:
+        chosen = table[table["chosen"]]
+        ax.scatter(chosen["perplexity"], chosen[objective], s=160, facecolors="none", edgecolors="red", lw=1.5,
+                   zorder=4, label="chosen")  # fmt: skip
+    if fluency_limit is not None:
+        ax.axvline(fluency_limit, color="red", ls=":", label="fluency limit")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(xlabel="judge perplexity (geometric mean, log scale)", ylabel=objective_label, title=title)
     ax.legend(fontsize=7)
 
 
 def _short(row: Any) -> str:
+    """A setting's label on the frontier: layer and strength per position, or PREADD's strength."""
     if row.kind in ("actadd", "meandiff"):
-        return f"L{int(row.layer)} n{row.relative_norm:.2g}"
-    if row.kind == "preadd":
-        return f"s {row.strength:g}"
-    return ""
+        return f"L{int(row.layer)} {row.position_norm:.2g}"
+    return f"s {row.strength:g}"
+
+
+def frontier_figure(selections: Mapping[str, Selection], *, objective_label: str, title: str) -> plt.Figure:
+    """One panel per task (``selections``: its label -> its selection): every method's frontier
+    over its grid on the selection prompts (:func:`frontier`)."""
+    fig, axes = panels(len(selections), title=title, panel=(7.0, 5.2))
+    for ax, (label, selection) in zip(axes[0], selections.items()):
+        n = int(selection.table["n_prompts"].max())
+        frontier(ax, selection.table, selection.objective, objective_label=objective_label,
+                 title=f"{label}: {n} selection prompts", fluency_limit=selection.fluency_limit)  # fmt: skip
+    return fig
 
 
 def steerability(
@@ -54,16 +83,6 @@ def steerability(
     by_setting(axes[1], summary, "method", "wrong_way")
     axes[1].set(xlabel="method", ylabel="share of prompts moved the wrong way", ylim=SHARE_LIMITS,
                 title=f"{title}: wrong way (Wilson 95% CI)")  # fmt: skip
-
-
-def selection_figure(selections: Mapping[str, Selection], *, objective_label: str, title: str) -> plt.Figure:
-    """One panel per task (``selections``: its label -> its selection): every setting tried
-    (:func:`selection_scatter`)."""
-    fig, axes = panels(len(selections), title=title, panel=(7.0, 5.0))
-    for ax, (label, selection) in zip(axes[0], selections.items()):
-        n = int(selection.table["n_prompts"].max())
-        selection_scatter(ax, selection, objective_label=objective_label, title=f"{label}: {n} selection prompts")
-    return fig
 
 
 def steerability_figure(

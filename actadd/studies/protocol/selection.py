@@ -2,144 +2,102 @@
 
 Settings are chosen on prompts and seeds of the selection stream (:func:`select`) and reported
 on other prompts of the evaluation stream (:func:`split_prompts`): no prompt and no seed is
-shared. The rule: the best objective among the settings whose selection fluency (geometric-mean
-judge perplexity) is within ``fluency_tolerance`` times the unsteered one; when none is, the
-most fluent, flagged ``within_limit=False``.
+shared. The rule, the same for every method: among the settings whose completions pass the text
+gate (at least :data:`~actadd.studies.evaluation.text_gate.MIN_SHARE` of them are text) and whose
+selection fluency (geometric-mean judge perplexity) is within ``fluency_tolerance`` times the
+unsteered one, the best objective. A method none of whose settings passes both is not chosen:
+its comparisons say so (a note, and no number computed on text that is not text).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from actadd.checks import integer, real, strings
+from actadd.studies.evaluation.stats import proportion_of
+from actadd.studies.evaluation.text_gate import MIN_SHARE
 from actadd.studies.protocol.comparison import method_table
 from actadd.studies.protocol.methods import (
     KIND_LABELS,
     MEAN_DIFFERENCE,
-    MEAN_DIFFERENCE_AT_ACTADD,
     TREATMENT,
     Method,
     prompting,
     unsteered,
 )
 
-# ---------------------------------------------------------------------------------------
-# Selection
+# The kinds a selection chooses a setting for, and each one's name in an evaluation.
+CHOSEN = {"actadd": TREATMENT, "preadd": "PREADD", "meandiff": MEAN_DIFFERENCE}
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The setting a selection chose for one kind of method."""
+    """The setting a selection chose for one kind of method (it passed the gate and the fluency limit)."""
 
     method: Method
-    within_limit: bool
-    fluency_limit: float  # the allowed selection perplexity: tolerance x unsteered
     objective: float
     perplexity: float
-
-    @property
-    def note(self) -> str:
-        """For the claims table: empty when the choice met the fluency limit."""
-        if self.within_limit:
-            return ""
-        label = KIND_LABELS[self.method.kind]
-        return (
-            f"made outside the fluency limit: no {label} setting kept the selection perplexity within "
-            f"{self.fluency_limit:.3g}, so the most fluent ({self.method.describe()}) was taken"
-        )
+    text_share: float
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The selection's table (one row per setting, ``chosen`` marking the choices) and the choice
-    per kind (``"actadd"``, ``"preadd"``)."""
+    """The selection's table (one row per method tried, with ``passes_gate``, ``within_limit``
+    and ``chosen``), the choice per kind (``"actadd"``, ``"preadd"``, ``"meandiff"``), and why a
+    kind has none."""
 
     table: pd.DataFrame
     choices: dict[str, Choice]
+    unchosen: dict[str, str]
     fluency_limit: float
     objective: str
     maximize: bool
-    candidates: tuple[Method, ...] = ()
 
     def report(self) -> str:
-        """One line per choice, saying when it was made outside the fluency limit."""
-        lines = []
-        for kind, choice in self.choices.items():
-            where = (
-                "within the fluency limit"
-                if choice.within_limit
-                else "NO setting within the fluency limit: the most fluent was taken (made outside the fluency limit)"
-            )
-            lines.append(
-                f"{KIND_LABELS[kind]}: {choice.method.describe()}; selection {self.objective} {choice.objective:.3g}, "
-                f"perplexity {choice.perplexity:.3g} against the limit {self.fluency_limit:.3g}; {where}"
-            )
-        return "\n".join(lines)
+        """One line per kind: its choice, or why it has none."""
+        lines = [
+            f"{KIND_LABELS[kind]}: {c.method.describe()}; selection {self.objective} {c.objective:.3g}, perplexity "
+            f"{c.perplexity:.3g} (limit {self.fluency_limit:.3g}), {100 * c.text_share:.0f}% text"
+            for kind, c in self.choices.items()
+        ]
+        return "\n".join(lines + [f"{KIND_LABELS[kind]}: {why}" for kind, why in self.unchosen.items()])
 
     def evaluation_methods(self, instruction: str) -> list[Method]:
-        """What the evaluation compares, by the names :data:`TREATMENT` and :data:`BASELINES`:
-        unsteered, prompting with ``instruction``, and the chosen PREADD and ActAdd settings; when
-        the mean difference was searched too, its own choice (:data:`MEAN_DIFFERENCE`) and its
-        setting at ActAdd's chosen layer and relative norm (:data:`MEAN_DIFFERENCE_AT_ACTADD`)."""
-        methods = [
-            unsteered(),
-            prompting(instruction),
-            replace(self.choices["preadd"].method, name="PREADD"),
-            replace(self.choices["actadd"].method, name=TREATMENT),
-        ]
-        if "meandiff" in self.choices:
-            methods += [replace(self.choices["meandiff"].method, name=MEAN_DIFFERENCE),
-                        replace(self.mean_difference_at_actadd(), name=MEAN_DIFFERENCE_AT_ACTADD)]  # fmt: skip
-        return methods
+        """What the evaluation compares, by the names of :data:`CHOSEN`: unsteered, prompting with
+        ``instruction``, and each kind's chosen setting."""
+        return [unsteered(), prompting(instruction),
+                *(replace(c.method, name=CHOSEN[kind]) for kind, c in self.choices.items())]  # fmt: skip
 
-    def mean_difference_at_actadd(self) -> Method:
-        """The mean-difference candidate at the chosen ActAdd setting's layer and relative norm
-        (the search gives the mean difference ActAdd's settings)."""
-        chosen = self.choices["actadd"].method
-        for method in self.candidates:
-            if (
-                method.kind == "meandiff"
-                and method.layer == chosen.layer
-                and np.isclose(float(method.relative_norm or 0), float(chosen.relative_norm or 0), rtol=1e-6)
-            ):
-                return method
-        raise ValueError(f"no mean-difference setting at ActAdd's {chosen.describe()}: build both with search_space")
-
-    def better_steering(self) -> str:
-        """The kind, ``"actadd"`` or ``"meandiff"``, whose choice did better on the selection: a
-        choice within the fluency limit before one outside it, then the better objective (ActAdd
-        on a tie)."""
+    def better_steering(self) -> str | None:
+        """The kind, ``"actadd"`` or ``"meandiff"``, whose choice did better on the selection
+        (ActAdd on a tie); None when neither was chosen."""
         steered = [kind for kind in ("actadd", "meandiff") if kind in self.choices]
+        if not steered:
+            return None
         sign = -1.0 if self.maximize else 1.0
-        return min(steered, key=lambda k: (not self.choices[k].within_limit, sign * self.choices[k].objective))
+        return min(steered, key=lambda k: sign * self.choices[k].objective)
 
     def note(self, *kinds: str) -> str:
-        """The notes of the choices of ``kinds`` (for a comparison that involves them)."""
-        return "; ".join(n for kind in kinds if (n := self.choices[kind].note))
+        """Why a comparison that involves ``kinds`` has no number: each unchosen kind's reason."""
+        return "; ".join(self.unchosen[kind] for kind in kinds if kind in self.unchosen)
 
     def comparison_note(self, baseline: str) -> str:
-        """The note for ActAdd against the evaluation method named ``baseline``: ActAdd's
-        choice, and the baseline's when it was chosen too (PREADD)."""
-        chosen_too = [kind for kind in self.choices if kind != "actadd" and KIND_LABELS[kind] == baseline]
-        return self.note("actadd", *chosen_too)
+        """The note for ActAdd against the evaluation method named ``baseline``."""
+        kinds = ["actadd", *(kind for kind, name in CHOSEN.items() if name == baseline and kind != "actadd")]
+        return self.note(*kinds)
 
-    def chosen_settings(self) -> dict[str, dict[str, Any]]:
-        """Per kind, the chosen setting's columns and whether it met the fluency limit (for a headline)."""
-        return {kind: {**c.method.settings(), "within_limit": c.within_limit} for kind, c in self.choices.items()}
+    def chosen_settings(self) -> dict[str, dict[str, object]]:
+        """Per kind, the chosen setting's columns (for a headline); an unchosen kind as its reason."""
+        out: dict[str, dict[str, object]] = {kind: c.method.settings() for kind, c in self.choices.items()}
+        return out | {kind: {"not chosen": why} for kind, why in self.unchosen.items()}
 
     def describe(self) -> str:
-        """The choices in words, each saying when it was made outside the fluency limit:
-        "ActAdd at layer 10, c = 3.2 (relative norm 4); PREADD at s = 2"."""
-        outside = " (no setting was within the fluency limit: chosen and compared outside it)"
-        return "; ".join(
-            f"{KIND_LABELS[kind]} at {choice.method.describe()}{'' if choice.within_limit else outside}"
-            for kind, choice in self.choices.items()
-        )
+        """The choices in words: "ActAdd at layer 10, c = 3.2 (...); PREADD at s = 2"."""
+        chosen = [f"{KIND_LABELS[kind]} at {c.method.describe()}" for kind, c in self.choices.items()]
+        return "; ".join(chosen + [f"{KIND_LABELS[kind]}: {why}" for kind, why in self.unchosen.items()])
 
 
 def select(
@@ -150,45 +108,58 @@ def select(
     fluency_tolerance: float,
     methods: Sequence[Method],
     seed: int = 0,
+    min_text_share: float = MIN_SHARE,
 ) -> Selection:
-    """Choose one ActAdd, one PREADD and (when searched) one mean-difference setting from a selection sample.
+    """Choose one setting per kind of :data:`CHOSEN` from a selection sample.
 
-    ``frame`` is a :func:`sample` table of ``methods`` (unsteered and the settings of
-    :func:`search_space`) with a per-completion ``objective`` column and a ``perplexity``
-    column (:func:`judge_perplexity`). Per kind: the best mean ``objective`` (highest with
-    ``maximize``) among the settings whose geometric-mean perplexity is at most
-    ``fluency_tolerance`` times the unsteered one; when none is, the most fluent setting, with
-    ``within_limit=False``. Ties go to the earlier setting.
+    ``frame`` is a :func:`~.methods.sample` table of ``methods`` (unsteered, and the settings of
+    :func:`~.methods.search_space`) with a per-completion ``objective`` column, ``is_text``
+    (:func:`~.methods.text_check`) and a ``perplexity`` column (:func:`~.methods.judge_perplexity`).
+    Per kind: among the settings with at least ``min_text_share`` of their completions text and a
+    geometric-mean perplexity of at most ``fluency_tolerance`` times the unsteered one, the best
+    mean ``objective`` (highest with ``maximize``; ties to the earlier setting). A kind with no such
+    setting is not chosen, with the reason.
     """
     tolerance = real(fluency_tolerance, "fluency_tolerance (a multiple of the unsteered perplexity)", minimum=1)
-    for column in (objective, "perplexity"):
+    for column in (objective, "perplexity", "is_text"):
         if column not in frame.columns:
             raise ValueError(f"the selection table needs a {column!r} column; columns: {list(frame.columns)}")
     by_name = {m.name: m for m in methods}
     if missing := set(frame["method"]) - set(by_name):
         raise ValueError(f"methods {sorted(missing)} of the table are not among the methods given")
     table = method_table(frame, {objective: (objective, "mean")}, seed=seed)
+    shares = {name: proportion_of(group["is_text"].to_numpy(dtype=bool))
+              for name, group in frame.groupby("method", sort=False)}  # fmt: skip
+    table = table.assign(**pd.DataFrame([shares[m].columns("text_share") for m in table["method"]], index=table.index))
     base = table[table["kind"] == "unsteered"]
     if len(base) != 1:
         raise ValueError(f"the selection needs exactly one unsteered method, got {len(base)}")
     limit = tolerance * float(base["perplexity"].iloc[0])
-    choices = {}
-    kinds = [kind for kind in ("actadd", "preadd", "meandiff") if kind != "meandiff" or (table["kind"] == kind).any()]
-    for kind in kinds:
+    table["passes_gate"] = table["text_share"] >= min_text_share
+    table["within_limit"] = table["perplexity"] <= limit
+    choices, unchosen = {}, {}
+    for kind in CHOSEN:
         rows = table[table["kind"] == kind]
         if rows.empty:
-            raise ValueError(f"the selection has no {KIND_LABELS[kind]} setting; build it with search_space")
-        allowed = rows[rows["perplexity"] <= limit]
-        if len(allowed):
-            best = allowed[objective].idxmax() if maximize else allowed[objective].idxmin()
-        else:
-            best = rows["perplexity"].idxmin() if rows["perplexity"].notna().any() else rows.index[0]
+            continue
+        allowed = rows[rows["passes_gate"] & rows["within_limit"]]
+        if allowed.empty:
+            unchosen[kind] = _why_none(rows, limit, min_text_share)
+            continue
+        best = allowed[objective].idxmax() if maximize else allowed[objective].idxmin()
         row = table.loc[best]
-        choices[kind] = Choice(
-            by_name[row["method"]], bool(len(allowed)), limit, float(row[objective]), float(row["perplexity"])
-        )
+        choices[kind] = Choice(by_name[row["method"]], float(row[objective]), float(row["perplexity"]),
+                               float(row["text_share"]))  # fmt: skip
     table["chosen"] = table["method"].isin([c.method.name for c in choices.values()])
-    return Selection(table, choices, limit, objective, maximize, tuple(methods))
+    return Selection(table, choices, unchosen, limit, objective, maximize)
+
+
+def _why_none(rows: pd.DataFrame, limit: float, min_share: float) -> str:
+    label = KIND_LABELS[str(rows["kind"].iloc[0])]
+    gate, fluent = int(rows["passes_gate"].sum()), int(rows["within_limit"].sum())
+    return (f"no {label} setting passed both the text gate (at least {100 * min_share:.0f}% text; {gate} of "
+            f"{len(rows)} did) and the fluency limit (perplexity {limit:.3g}; {fluent} of {len(rows)} did), so "
+            f"{label} was not chosen and is not compared")  # fmt: skip
 
 
 def split_prompts(pool: Sequence[str], n_select: int, n_eval: int) -> tuple[list[str], list[str]]:

@@ -21,7 +21,8 @@ from actadd.studies.data import toxicity_pairs, toxicity_prompts
 from actadd.studies.evaluation import metrics
 from actadd.studies.evaluation import toxicity as tox
 from actadd.studies.evaluation.scorers import Scorer
-from actadd.studies.evaluation.stats import Estimate
+from actadd.studies.evaluation.stats import Estimate, proportion_of
+from actadd.studies.evaluation.text_gate import Validation, held_out
 from actadd.studies.lifecycle.claims import Claim, below
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
@@ -30,12 +31,14 @@ from actadd.studies.presentation.formatting import Unit
 from actadd.studies.presentation.prose import model_description, source_shares
 from actadd.studies.protocol import figures, judges
 from actadd.studies.protocol.comparison import steerability
-from actadd.studies.protocol.methods import MEAN_DIFFERENCE_AT_ACTADD, score_unique
+from actadd.studies.protocol.methods import KIND_LABELS, MEAN_DIFFERENCE, Grids, score_unique
 from actadd.studies.protocol.selection import split_prompts
+from actadd.studies.protocol.strength import Scale
 from actadd.studies.protocol.tasks import (
     BETTER_STEERING,
     MEAN_DIFFERENCE_METRIC,
     MEAN_DIFFERENCE_PAPER,
+    NOT_COMPARED,
     PROMPTING_PAPER,
     SearchSpace,
     SteeringTask,
@@ -73,9 +76,9 @@ def claims(p: Mapping[str, Any]) -> list[Claim]:
             for baseline in ("prompting", "PREADD")
         ]  # fmt: skip
     out += [
-        Claim("05.max_toxicity.meandiff", "At ActAdd's layer and relative norm, ActAdd's expected maximum toxicity is "
-              f"about the mean-difference vector's or lower (at most {margin:g} above)", MEAN_DIFFERENCE_PAPER,
-              f"ActAdd minus {MEAN_DIFFERENCE_METRIC} at ActAdd's chosen layer and relative norm, expected maximum "
+        Claim("05.max_toxicity.vs_meandiff", "ActAdd's expected maximum toxicity is about the mean-difference "
+              f"vector's or lower (at most {margin:g} above), each at its own choice under the same text gate and "
+              f"fluency rule", MEAN_DIFFERENCE_PAPER, f"ActAdd minus {MEAN_DIFFERENCE_METRIC}, expected maximum "
               f"toxicity, {paired}; bootstrap over prompts", below(margin), "number", arm="successors"),
         Claim("05.max_toxicity.better_vs_prompting", "The better steering method's expected maximum toxicity is about "
               f"prompting's or lower (at most {margin:g} above)", PROMPTING_PAPER,
@@ -91,17 +94,30 @@ def claims(p: Mapping[str, Any]) -> list[Claim]:
     return out
 
 
+WITHDRAWN = {
+    "05.max_toxicity.meandiff": (
+        "it compared ActAdd with the mean-difference vector at ActAdd's layer and relative norm, which is not the "
+        "same strength (each kind's relative norm divides by other texts' norm, and the mean difference is added at "
+        "every position), and that arm was neither gated for text nor held to the fluency limit: text that is not "
+        "text scored as non-toxic. Replaced by 05.max_toxicity.vs_meandiff, each method at its own choice under the "
+        "same text gate and fluency rule"
+    )
+}
+
 SECTION = Section(
     "05_detox",
     "Later versions (LLaMA-3, OPT) on RealToxicityPrompts, against PREADD, FUDGE, AirDecoding and SelfDebias: "
     "ActAdd state of the art or close at similar fluency. (Exact table values were not available to us.)",
     claims,
+    WITHDRAWN,
 )
 
 FINDINGS = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts ({n_samples:int} samples each, {tokens:int}
-new tokens) and {n_select:int} selection prompts, built the way RealToxicityPrompts was built from {shares}. Toxicity
-by {scorer}; fluency judged by another model, {judge}.
-- **Chosen on the selection prompts.** {chosen}.
+new tokens) and {n_select:int} selection prompts, built the way RealToxicityPrompts was built from {shares}; cleaning
+URLs and reply handles out of the sentences changed {cleaned:pct} of the prompts. Toxicity by {scorer}; fluency judged
+by another model, {judge}.
+- **Chosen on the selection prompts**, each method by the same rule (text gate and fluency limit, then the lowest
+  mean toxicity): {chosen}.
 - **Expected maximum toxicity.** ActAdd {expected_max_toxicity_ActAdd:num} against
   {expected_max_toxicity_unsteered:num} unsteered, {expected_max_toxicity_prompting:num} with prompting and
   {expected_max_toxicity_PREADD:num} with PREADD. {max_sentence}.
@@ -111,10 +127,16 @@ by {scorer}; fluency judged by another model, {judge}.
 - **Fluency cost.** ActAdd's judge perplexity is {fluency:num} times the unsteered one ({perplexity_ActAdd:num} against
   {perplexity_unsteered:num}; the claim of similar fluency **{v_fluency:verdict}**); PREADD's is
   {perplexity_PREADD:num}.
-- **The methods that followed.** At ActAdd's layer and relative norm, ActAdd minus the mean-difference vector of
-  contrast pairs is {max_toxicity_meandiff:num} in expected maximum toxicity (the claim that ActAdd is about as low
-  or lower **{v_max_toxicity_meandiff:verdict}**); the better steering method on the selection ({better}) minus prompting
-  is {max_toxicity_better_vs_prompting:num} (**{v_max_toxicity_better_vs_prompting:verdict}**).
+- **The methods that followed.** ActAdd minus the mean-difference vector of contrast pairs, each at its own choice
+  under the same rule, is {max_toxicity_vs_meandiff:num} in expected maximum toxicity (the claim that ActAdd is about
+  as low or lower **{v_max_toxicity_vs_meandiff:verdict}**; the mean difference's {expected_max_toxicity_md:num}); the
+  better steering method on the selection ({better}) minus prompting is {max_toxicity_better_vs_prompting:num}
+  (**{v_max_toxicity_better_vs_prompting:verdict}**).
+- **Only text counts.** A setting whose completions are not text cannot be chosen, and a continuation that is not
+  text gets no toxicity (it is neither toxic nor a success): {text_ActAdd:pct} of ActAdd's evaluated continuations
+  are text, {text_md:pct} of the mean difference's, {text_unsteered:pct} unsteered. The gate's accuracy on held-out
+  labelled continuations is {gate_accuracy:pct} (sensitivity {gate_sensitivity:pct}, specificity
+  {gate_specificity:pct}).
 - **Per prompt.** ActAdd raises the maximum toxicity of {wrong_way_ActAdd:pct} of prompts against unsteered decoding
   (prompting {wrong_way_prompting:pct}, PREADD {wrong_way_PREADD:pct}).
 - **A second classifier.** {second} (P(toxic) of a bidirectional LSTM trained on the Jigsaw toxic comments: another
@@ -150,6 +172,7 @@ class Prompts:
     task: SteeringTask
     pool: pd.DataFrame
     shares: pd.Series
+    cleaned: Estimate  # the share of the prompts whose text cleaning changed (URLs, reply handles)
 
 
 def prompts(study: Study) -> Prompts:
@@ -165,19 +188,25 @@ def prompts(study: Study) -> Prompts:
     task = SteeringTask("detox", "away from toxicity", select_prompts, eval_prompts, study["p_plus"], study["p_minus"],
                         instruction=study["polite_prefix"], preadd_prefix=study["toxic_prefix"],
                         pairs=toxicity_pairs(source, study["n_pairs"], seed, exclude=pool.prompt))  # fmt: skip
-    shares = study.table(prompts_table([task], pool), "prompts").source.value_counts(normalize=True)
+    table = study.table(prompts_table([task], pool), "prompts")
+    shares, cleaned = table.source.value_counts(normalize=True), proportion_of(table.cleaned.to_numpy(dtype=bool))
     print("prompt sources:", shares.round(3).to_dict())
-    return Prompts(task, pool, shares)
+    return Prompts(task, pool, shares, cleaned)
 
 
 def scored(scorers: Toxicity, threshold: float) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Adds the toxicity of each continuation alone, whether it reaches ``threshold``, and the
-    second classifier's toxicity to a sample table."""
+    second classifier's toxicity to a sample table (gated: it has ``is_text``). A continuation that
+    is not text gets none (NaN): neither toxic nor a success."""
 
     def score(frame: pd.DataFrame) -> pd.DataFrame:
-        scores = score_unique(lambda texts: tox.toxicity(texts, scorers.backend), frame.completion)
-        return frame.assign(toxicity=scores, toxic=(scores >= threshold).astype(float),
-                            second_signal=score_unique(scorers.second.score, frame.completion))  # fmt: skip
+        text = frame.is_text.to_numpy(dtype=bool)
+        scores = np.where(
+            text, score_unique(lambda texts: tox.toxicity(texts, scorers.backend), frame.completion), np.nan
+        )
+        second = np.where(text, score_unique(scorers.second.score, frame.completion), np.nan)
+        toxic = np.where(text, (scores >= threshold).astype(float), np.nan)
+        return frame.assign(toxicity=scores, toxic=toxic, second_signal=second)
 
     return score
 
@@ -187,12 +216,14 @@ def select_and_evaluate(
 ) -> TaskRun:
     """The selection then the evaluation (:func:`~.tasks.run_task`); saves the selection
     (``selection.csv``, its figure) and the evaluation's completions."""
-    search = SearchSpace(study["actadd_settings"], study["preadd_strengths"], study["n_select_samples"],
-                         study["n_eval_samples"], study["fluency_tolerance"])  # fmt: skip
-    run = run_task(study, model, judge, steering.task, scored(scorers, study["toxic_threshold"]), search,
+    grids = Grids(study["actadd_settings"], study["meandiff_settings"], study["preadd_strengths"])
+    search = SearchSpace(grids, study["n_select_samples"], study["n_eval_samples"], study["fluency_tolerance"])
+    with study.timed("vectors"):
+        scale = Scale.measure(model)
+    run = run_task(study, model, judge, steering.task, scored(scorers, study["toxic_threshold"]), search, scale,
                    objective="toxicity", maximize=False, max_new_tokens=study["max_new_tokens"],
                    batch_size=study["batch_size"])  # fmt: skip
-    save_runs(study, [run], objective_label="mean toxicity", figure="05_detox_selection")
+    save_runs(study, [run], objective_label="mean toxicity", figure="05_detox_frontier")
     return run
 
 
@@ -213,6 +244,7 @@ class Comparison:
     difference_table: pd.DataFrame
     steered: dict[str, tuple[pd.DataFrame, pd.DataFrame]]
     judged: judges.JudgeReport
+    gate: Validation
 
 
 def comparison(study: Study, run: TaskRun, scorers: Toxicity) -> Comparison:
@@ -222,7 +254,8 @@ def comparison(study: Study, run: TaskRun, scorers: Toxicity) -> Comparison:
     completions["log_perplexity"] = np.log(completions.perplexity)
     methods = study.table(method_summary([run], {
         "expected_max_toxicity": ("toxicity", "max"), "toxicity_probability": ("toxic", "max"),
-        "second_signal_max": ("second_signal", "max"), "distinct_2": ("completion", distinct_2)},
+        "second_signal_max": ("second_signal", "max"), "text": ("is_text", "mean"),
+        "distinct_2": ("completion", distinct_2)},
         seed=study["seed"]), "comparison")  # fmt: skip
     differences = {key: compare(study, run, column, "max", claims=f"05.{key}")
                    for key, column in (("max_toxicity", "toxicity"), ("any_toxic", "toxic"))}  # fmt: skip
@@ -232,15 +265,15 @@ def comparison(study: Study, run: TaskRun, scorers: Toxicity) -> Comparison:
     study.record("05.fluency", fluency_ratio, note=run.selection.note("actadd"))
     labels = {"max_toxicity": "expected max. toxicity", "any_toxic": "toxicity probability",
               "second_signal": f"expected max. {scorers.second.name} toxicity"}  # fmt: skip
-    twin = {"max_toxicity": {MEAN_DIFFERENCE_AT_ACTADD: successors["meandiff"]}}
+    twin = {"max_toxicity": {MEAN_DIFFERENCE: successors["vs_meandiff"]}}
     table = study.table(differences_table({labels[k]: d | twin.get(k, {}) for k, d in differences.items()}),
                         "paired_differences")  # fmt: skip
     steered = {"maximum toxicity": steerability(run.per_prompt("toxicity", "max"), higher_is_better=False)}
     study.table(steered["maximum toxicity"][1], "steerability")
-    judged = judges.JudgeReport.measure(scorers.backend, scorers.second.name, completions.toxicity,
-                                        completions.second_signal)  # fmt: skip
+    text = completions.dropna(subset=["toxicity", "second_signal"])
+    judged = judges.JudgeReport.measure(scorers.backend, scorers.second.name, text.toxicity, text.second_signal)
     study.table(judged.table(), "toxicity_agreement")
-    return Comparison(methods, differences, successors, table, steered, judged)
+    return Comparison(methods, differences, successors, table, steered, judged, held_out())
 
 
 def comparison_figures(study: Study, scorers: Toxicity, result: Comparison) -> None:
@@ -272,23 +305,30 @@ def samples(study: Study, run: TaskRun) -> pd.DataFrame:
 
 def finish(study: Study, steering: Prompts, run: TaskRun, scorers: Toxicity, result: Comparison) -> StudyRecord:
     """The study's record (with who judged) and "What it shows"."""
-    methods = result.methods
+    methods, gate = result.methods, result.gate
     record = study.finish({
         "figure": "05_detox_comparison", "judge": study["judge_name"],
-        "prompt_sources": steering.shares.round(4).to_dict(), "chosen": run.selection.chosen_settings(),
+        "prompt_sources": steering.shares.round(4).to_dict(), "prompts_cleaned": steering.cleaned.as_dict(),
+        "chosen": run.selection.chosen_settings(),
         "expected_max_toxicity": {r.method: round(r.expected_max_toxicity, 3) for r in methods.itertuples()},
         "toxicity_probability": {r.method: round(r.toxicity_probability, 3) for r in methods.itertuples()},
+        "text_gate": {name: getattr(gate, name).as_dict() for name in ("accuracy", "sensitivity", "specificity")},
     }, judged_by=result.judged.summary())  # fmt: skip
+    values = method_values(methods, "expected_max_toxicity", "toxicity_probability", "perplexity", "text")
+    values |= method_values(result.steered["maximum toxicity"][1], "wrong_way")
+    missing = {f"{m}_{n}": NOT_COMPARED for m in ("expected_max_toxicity", "toxicity_probability", "perplexity",
+                                                  "text", "wrong_way") for n in ("ActAdd", "PREADD", "md")}  # fmt: skip
+    values = missing | {k.replace(f"_{MEAN_DIFFERENCE}", "_md"): v for k, v in values.items()}
     study.prose(FINDINGS, model=model_description(study["model_name"]), n_eval=study["n_eval_prompts"],
                 n_samples=study["n_eval_samples"], tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
-                shares=source_shares(steering.shares), scorer=scorers.backend,
+                shares=source_shares(steering.shares), cleaned=steering.cleaned, scorer=scorers.backend,
                 judge=model_description(study["judge_name"]), chosen=run.selection.describe(),
                 threshold=study["toxic_threshold"], second=scorers.second.name,
                 **{f"second_{b}": e for b, e in result.differences["second_signal"].items()},
                 max_sentence=comparison_sentence(study, "05.max_toxicity", result.differences["max_toxicity"], "num"),
                 any_sentence=comparison_sentence(study, "05.any_toxic", result.differences["any_toxic"]),
-                **method_values(methods, "expected_max_toxicity", "toxicity_probability", "perplexity"),
-                **method_values(result.steered["maximum toxicity"][1], "wrong_way"), **vars(result.judged.agreement),
-                n_judged=result.judged.agreement.n, better=run.selection.better_steering(),
+                **values, **vars(result.judged.agreement), n_judged=result.judged.agreement.n,
+                better=KIND_LABELS.get(run.selection.better_steering() or "", "neither was chosen"),
+                gate_accuracy=gate.accuracy, gate_sensitivity=gate.sensitivity, gate_specificity=gate.specificity,
                 **study.measured())  # fmt: skip
     return record

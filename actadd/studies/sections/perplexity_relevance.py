@@ -29,20 +29,22 @@ from actadd.studies.lifecycle.claims import Claim, above, below, within
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
 from actadd.studies.presentation import plots
-from actadd.studies.sections.wedding_layers import WeddingGrid
+from actadd.studies.sections.wedding_layers import TUNED, WeddingArms, paper_label
+
+PAPER_ARM = "at a third of the depth (the paper's layer 16 of 48)"
 
 
 def claims(p: Mapping[str, Any]) -> list[Claim]:
     return [
         Claim("02.unrelated", "With c = 1, the perplexity ratio on text without a wedding word is about 1",
-              "about 1", "exp(-mean(L_actadd - L_base)) over the 0% bin; BCa bootstrap over documents",
+              "about 1", f"exp(-mean(L_actadd - L_base)) over the 0% bin, {PAPER_ARM}; BCa bootstrap over documents",
               within(0.95, 1.05), "ratio"),
         Claim("02.slope", "With c = 1, the steered model gains more the more a text is about weddings",
               "ratio falls as relevance grows", "slope of L_actadd - L_base (nats/token) per percentage point of "
-              "wedding words, length and source as covariates; OLS, HC3", above(0.0)),
+              f"wedding words, length and source as covariates, {PAPER_ARM}; OLS, HC3", above(0.0)),
         Claim("02.related_below_1", "With c = 1, the ratio falls below 1 on the most wedding-dense kept bin",
-              "below 1", "exp(-mean(L_actadd - L_base)) over the densest bin with enough documents; BCa bootstrap",
-              below(1.0), "ratio"),
+              "below 1", f"exp(-mean(L_actadd - L_base)) over the densest bin with enough documents, {PAPER_ARM}; "
+              "BCa bootstrap", below(1.0), "ratio"),
         Claim("02.tuned_unrelated", "At the tuned strength, the ratio on unrelated text is about 1",
               "about 1 (at c = 1)", "as 02.unrelated, at 01's tuned coefficient", within(0.95, 1.05), "ratio",
               arm="tuned arm"),
@@ -56,8 +58,9 @@ SECTION = Section(
     claims,
 )
 
-FINDINGS = """Layer {layer:int} ({source}); {n:int} documents of at most {max_words:int} words, half with a
-wedding word; the first {masked:int} predictions of every sentence left out.
+FINDINGS = """The paper's arm at layer {layer:int}, a third of the depth as the paper's layer 16 of 48; the tuned arm
+at layer {tuned_layer:int} ({source}); {n:int} documents of at most {max_words:int} words, half with a wedding word; the
+first {masked:int} predictions of every sentence left out.
 
 - **At the paper's c = 1** (relative norm {paper_rel:num}), the perplexity ratio on text without a wedding word is
   {unrelated:num}: the claim that it is about 1 **{v_unrelated:verdict}**. The relevance slope, length and source
@@ -72,11 +75,11 @@ wedding word; the first {masked:int} predictions of every sentence left out.
 """
 
 
-def masked_predictions(study: Study, grid: WeddingGrid) -> int:
+def masked_predictions(study: Study, arms: WeddingArms) -> int:
     """How many of each sentence's first predictions are left out: the vector's length ``k`` (the
     original code's ``mask_len``) or the study's ``mask_len``."""
     mask_len = study["mask_len"]
-    return grid.vectors[study["paper_coeff"]].k if mask_len == "k" else int(mask_len)
+    return arms.tuned.k if mask_len == "k" else int(mask_len)
 
 
 @dataclass(frozen=True)
@@ -110,83 +113,82 @@ def documents(study: Study) -> Documents:
 
 @dataclass(frozen=True)
 class Scored:
-    """Each document's mean token log-prob difference per coefficient, the ratio per bin, and the
-    relevance slope per coefficient."""
+    """Each document's mean token log-prob difference per arm, the ratio per bin, and the
+    relevance slope per arm."""
 
     documents: pd.DataFrame
     by_bin: pd.DataFrame
     slopes: pd.DataFrame
-    densest: str | None  # the densest kept bin above the first, at the paper's coefficient
+    densest: str | None  # the densest kept bin above the first, in the paper's arm at c = 1
 
     def kept(self) -> pd.DataFrame:
         """The bins with enough documents."""
         return self.by_bin[self.by_bin.kept]
 
 
-def score(study: Study, model: TransformersModel, grid: WeddingGrid, docs: Documents) -> Scored:
-    """Score every document unsteered and under each vector of the grid, and record the claims.
-    Saved as ``documents.csv``, ``relevance_slope.csv`` and ``ratio_by_bin.csv``."""
-    seed, paper, first = study["seed"], study["paper_coeff"], docs.bins[0]
+def score(study: Study, model: TransformersModel, arms: WeddingArms, docs: Documents) -> Scored:
+    """Score every document unsteered and under each arm's vector, and record the claims. Saved
+    as ``documents.csv``, ``relevance_slope.csv`` and ``ratio_by_bin.csv``."""
+    seed, paper, first = study["seed"], paper_label(study["paper_coeff"]), docs.bins[0]
     with study.timed("scoring"):
-        scored = score_documents(model, docs.sample, grid.vectors, mask_len=masked_predictions(study, grid),
+        scored = score_documents(model, docs.sample, arms.vectors(), mask_len=masked_predictions(study, arms),
                                  batch_size=study["batch_size"], max_logits=study["max_logits"])  # fmt: skip
     by_bin = ratio_by_bin(scored, min_docs=study["min_docs_per_bin"], order=docs.bins, seed=seed)
-    slopes = {c: relevance_slope(group) for c, group in scored.groupby("coeff")}
-    slope_table = pd.DataFrame([{"coeff": c, **e.as_dict()} for c, e in slopes.items()])
+    slopes = {arm: relevance_slope(group) for arm, group in scored.groupby("arm", sort=False)}
+    slope_table = pd.DataFrame([{"arm": arm, **e.as_dict()} for arm, e in slopes.items()])
     study.table(scored, "documents")
     study.table(slope_table, "relevance_slope")
     study.table(by_bin, "ratio_by_bin")
 
-    def ratio(coeff: float, name: str) -> Estimate:
-        return ratio_estimate(scored[(scored.coeff == coeff) & (scored.bin == name)]["diff"], seed=seed)
+    def ratio(arm: str, name: str) -> Estimate:
+        return ratio_estimate(scored[(scored.arm == arm) & (scored.bin == name)]["diff"], seed=seed)
 
-    dense = by_bin[(by_bin.coeff == paper) & by_bin.kept & (by_bin.bin != first)].bin.tolist()[-1:]
+    dense = by_bin[(by_bin.arm == paper) & by_bin.kept & (by_bin.bin != first)].bin.tolist()[-1:]
     study.record("02.unrelated", ratio(paper, first))
     study.record("02.slope", slopes[paper])
     if dense:
         study.record("02.related_below_1", ratio(paper, dense[0]), note=f"bin {dense[0]}")
-    study.record("02.tuned_unrelated", ratio(grid.tuned_coeff, first))
+    study.record("02.tuned_unrelated", ratio(TUNED, first))
     return Scored(scored, by_bin, slope_table, dense[0] if dense else None)
 
 
-def figure(study: Study, grid: WeddingGrid, scored: Scored) -> None:
-    """The ratio by relevance per strength, and the relevance slope per coefficient."""
-    kept = scored.kept().assign(strength=lambda t: [f"c = {c:.3g} (rel. norm {r:.2f})" for c, r in
-                                                     zip(t.coeff, t.relative_norm)])  # fmt: skip
-    fig, axes = plots.panels(2, title=f"{study['p_plus']!r} - {study['p_minus']!r} at layer {grid.setting.layer} on "
-                             f"{study['model_name']}, first {masked_predictions(study, grid)} predictions of each "
-                             "sentence left out", panel=(6.8, 4.6))  # fmt: skip
+def figure(study: Study, arms: WeddingArms, scored: Scored) -> None:
+    """The ratio by relevance per arm, and the relevance slope per arm."""
+    kept = scored.kept().assign(strength=lambda t: [f"{a}: layer {layer}, rel. norm {r:.2f}" for a, layer, r in
+                                                     zip(t.arm, t.layer, t.relative_norm)])  # fmt: skip
+    fig, axes = plots.panels(2, title=f"{study['p_plus']!r} - {study['p_minus']!r} on {study['model_name']}, first "
+                             f"{masked_predictions(study, arms)} predictions of each sentence left out",
+                             panel=(6.8, 4.8))  # fmt: skip
     plots.by_setting(axes[0, 0], kept, "bin", "ratio", hue="strength", fmt="o-")
     axes[0, 0].axhline(1.0, color="black", ls="--", lw=1)
     axes[0, 0].set(xlabel="wedding-word density of the document",
                    ylabel="perplexity ratio exp(-mean(L_actadd - L_base))",
                    title=f"Ratio by relevance (BCa 95% CI; bins of >= {study['min_docs_per_bin']} documents)")  # fmt: skip
     axes[0, 0].legend(fontsize=8)
-    plots.by_setting(axes[0, 1], scored.slopes, "coeff", "value", low="low", high="high", fmt="o-")
-    axes[0, 1].axhline(0.0, color="black", ls="--", lw=1)
-    plots.plain_log_axis(axes[0, 1], scored.slopes.coeff)
-    axes[0, 1].set(xlabel="coefficient c", ylabel="nats/token per point of wedding words",
+    plots.by_setting(axes[0, 1], scored.slopes, "arm", "value", low="low", high="high", horizontal=True)
+    axes[0, 1].axvline(0.0, color="black", ls="--", lw=1)
+    axes[0, 1].set(xlabel="nats/token per point of wedding words",
                    title="Relevance slope, length and source controlled (OLS, HC3 95% CI)")  # fmt: skip
     study.figure(fig, "perplexity_by_relevance")
 
 
-def finish(study: Study, grid: WeddingGrid, docs: Documents, scored: Scored) -> StudyRecord:
+def finish(study: Study, arms: WeddingArms, docs: Documents, scored: Scored) -> StudyRecord:
     """The study's record and "What it shows"."""
-    paper, masked = study["paper_coeff"], masked_predictions(study, grid)
+    paper, masked = arms.paper[study["paper_coeff"]], masked_predictions(study, arms)
     kept = scored.kept()
     record = study.finish({
-        "layer": grid.setting.layer, "coeffs": list(grid.vectors), "tuned_coeff": grid.tuned_coeff,
-        "grid.source": grid.source, "mask_len": masked,
-        "relative_norms": {str(c): v.relative_norm for c, v in grid.vectors.items()},
+        "paper_layer": arms.paper_layer, "tuned_layer": arms.tuned.layer, "tuned_coeff": arms.tuned.coeff,
+        "arms.source": arms.source, "mask_len": masked,
+        "relative_norms": {arm: v.relative_norm for arm, v in arms.vectors().items()},
         "n_docs": len(docs.sample), "bins_kept": sorted(set(kept.bin), key=docs.bins.index),
         "densest_kept_bin": scored.densest,
     })  # fmt: skip
-    at_paper = scored.by_bin[scored.by_bin.coeff == paper]
+    at_paper = scored.by_bin[scored.by_bin.arm == paper_label(study["paper_coeff"])]
     bin_sizes = ", ".join(f"{b}: {n}" for b, n in zip(at_paper.bin, at_paper.n_docs))
-    study.prose(FINDINGS, layer=grid.setting.layer, source=grid.source, n=len(docs.sample),
-                max_words=study["max_doc_words"], masked=masked, paper_rel=grid.vectors[paper].relative_norm,
-                densest_bin=scored.densest or "none", tuned=grid.tuned_coeff, bin_sizes=bin_sizes,
-                tuned_rel=grid.vectors[grid.tuned_coeff].relative_norm,
+    study.prose(FINDINGS, layer=arms.paper_layer, tuned_layer=arms.tuned.layer, source=arms.source,
+                n=len(docs.sample), max_words=study["max_doc_words"], masked=masked, paper_rel=paper.relative_norm,
+                densest_bin=scored.densest or "none", tuned=arms.tuned.coeff, bin_sizes=bin_sizes,
+                tuned_rel=arms.tuned.relative_norm,
                 **{"related_below_1": float("nan"), "v_related_below_1": study.verdict("02.related_below_1"),
                    **study.measured()})  # fmt: skip
     return record

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 
 import actadd
 from actadd.studies.evaluation.stats import Estimate, paired_proportion_difference, proportion_of
+from actadd.studies.evaluation.text_gate import TextGate
 from actadd.studies.evaluation.topic import best_setting, topic_hits, topic_sweep
 from actadd.studies.lifecycle.claims import Claim, above
 from actadd.studies.lifecycle.record import StudyRecord
@@ -22,6 +24,7 @@ from actadd.studies.lifecycle.streams import CONFIRM, SELECT
 from actadd.studies.lifecycle.study import Section, Study
 from actadd.studies.presentation import plots
 from actadd.studies.presentation.prose import model_description
+from actadd.studies.protocol.strength import Scale
 
 
 def claims(p: Mapping[str, Any]) -> list[Claim]:
@@ -38,9 +41,15 @@ SECTION = Section("00_quickstart", "", claims)
 FINDINGS = """On {model}, the grid (selection stream) chose layer {layer:int} at c = {coeff:num}, a vector of {norm:num} times
 the residual norm there. On {n:int} fresh draws, {steered:pct} of the steered completions mention a wedding word,
 against {unsteered:pct} unsteered (paired difference {wedding_gain:pts}: the claim that the vector raises the share
-**{v_wedding_gain:verdict}**). In the grid, the unsteered completions have a geometric-mean perplexity of {base_ppl:num}
+**{v_wedding_gain:verdict}**; a completion counts only when the text gate finds it is text). In the grid, the unsteered completions have a geometric-mean perplexity of {base_ppl:num}
 under {judge}, and the chosen cell {chosen_ppl:num}: the fluency a push of this size costs. Notebook 01 sweeps every
 layer at the paper's c = 1 and with a tuned strength."""
+
+
+def text_hits(texts: list[str], unsteered: list[str]) -> np.ndarray:
+    """Whether each completion mentions a wedding word and is text (the gate, against the
+    unsteered completions on the same seeds): only text counts."""
+    return topic_hits(texts) & TextGate().check(texts, references=unsteered)["is_text"].to_numpy(dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -59,13 +68,19 @@ class Grid:
 
 def strength_grid(study: Study, model: TransformersModel, judge: TransformersModel) -> Grid:
     """Every (layer, relative norm) of the grid, ``grid_samples`` completions each on the
-    selection stream, with the judge's fluency; the most successful cell chosen (ties: more
-    wedding words, then the smaller coefficient). Saved as ``layer_coeff_grid.csv``."""
+    selection stream, with the judge's fluency and the text gate's verdict (a completion that is
+    not text is no success); the most successful cell whose completions pass the gate is chosen
+    (ties: more wedding words, then the smaller coefficient). Each cell's strength is also given
+    in the unit every kind of vector shares (``position_norm``, :mod:`~actadd.studies.protocol.strength`).
+    Saved as ``layer_coeff_grid.csv``."""
     pair = study["wedding_pair"]
     settings = [None] + [actadd.steering_vector(model, *pair, layer=layer, relative_norm=norm)
                          for layer in study["grid_layers"] for norm in study["grid_norms"]]  # fmt: skip
     table, _ = topic_sweep(model, study["prompt"], settings, study["grid_samples"], stream=SELECT, judge=judge,
-                           timed=study.timed, max_new_tokens=study["max_new_tokens"], seed=study["seed"])  # fmt: skip
+                           gate=TextGate(), timed=study.timed, max_new_tokens=study["max_new_tokens"],
+                           seed=study["seed"])  # fmt: skip
+    scale = Scale.measure(model)
+    table.insert(3, "position_norm", [0.0 if v is None else scale.position_norm(v) for v in settings])
     chosen = best_setting(table)
     vector = actadd.steering_vector(model, *pair, layer=int(chosen.layer), coeff=float(chosen.coeff))
     study.table(table, "layer_coeff_grid")
@@ -107,7 +122,8 @@ def side_by_side(
         unsteered, loved, wedded = actadd.generate_sweep(
             model, study["prompt"], [None, love, wedding], study["confirm_samples"], stream=CONFIRM,
             max_new_tokens=study["max_new_tokens"], seed=study["seed"])  # fmt: skip
-    study.record("00.wedding_gain", paired_proportion_difference(topic_hits(wedded), topic_hits(unsteered)))
+    study.record("00.wedding_gain", paired_proportion_difference(text_hits(wedded, unsteered),
+                                                                 text_hits(unsteered, unsteered)))  # fmt: skip
     n = study["n_samples"]
     columns = {"unsteered": unsteered[:n], "Love - Hate": loved[:n],
                f"weddings (layer {wedding.layer}, c = {wedding.coeff:.3g})": wedded[:n]}  # fmt: skip
@@ -116,8 +132,8 @@ def side_by_side(
 
 def finish(study: Study, grid: Grid, side: SideBySide) -> StudyRecord:
     """The study's record and "What it shows"."""
-    steered: Estimate = proportion_of(topic_hits(side.wedding))
-    unsteered: Estimate = proportion_of(topic_hits(side.unsteered))
+    steered: Estimate = proportion_of(text_hits(side.wedding, side.unsteered))
+    unsteered: Estimate = proportion_of(text_hits(side.unsteered, side.unsteered))
     wedding = grid.vector
     record = study.finish({
         "wedding_layer": wedding.layer, "wedding_coeff": wedding.coeff, "wedding_relative_norm": wedding.relative_norm,

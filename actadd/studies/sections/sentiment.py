@@ -17,7 +17,8 @@ from nnsight.modeling.transformers import TransformersModel
 
 from actadd.studies.data import sentiment_prompts
 from actadd.studies.evaluation.scorers import Scorer, relevance
-from actadd.studies.evaluation.stats import Estimate
+from actadd.studies.evaluation.stats import Estimate, proportion_of
+from actadd.studies.evaluation.text_gate import Validation, held_out
 from actadd.studies.lifecycle.claims import Claim, above
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
@@ -25,12 +26,14 @@ from actadd.studies.presentation import plots
 from actadd.studies.presentation.prose import model_description, render, source_shares
 from actadd.studies.protocol import figures, judges
 from actadd.studies.protocol.comparison import independent_difference, steerability
-from actadd.studies.protocol.methods import MEAN_DIFFERENCE_AT_ACTADD, score_unique
+from actadd.studies.protocol.methods import KIND_LABELS, MEAN_DIFFERENCE, TREATMENT, Grids, score_unique
 from actadd.studies.protocol.selection import split_prompts
+from actadd.studies.protocol.strength import Scale
 from actadd.studies.protocol.tasks import (
     BETTER_STEERING,
     MEAN_DIFFERENCE_METRIC,
     MEAN_DIFFERENCE_PAPER,
+    NOT_COMPARED,
     PROMPTING_PAPER,
     SearchSpace,
     SteeringTask,
@@ -67,10 +70,10 @@ def claims(p: Mapping[str, Any]) -> list[Claim]:
         ]  # fmt: skip
     for key, (d, _, _) in DIRECTIONS.items():
         out += [
-            Claim(f"04.{key}.meandiff", f"{d}: at ActAdd's layer and relative norm, ActAdd succeeds about as often as "
-                  f"the mean-difference vector or more (at most {100 * margin:g} points less)", MEAN_DIFFERENCE_PAPER,
-                  f"ActAdd minus {MEAN_DIFFERENCE_METRIC} at ActAdd's chosen layer and relative norm, success, "
-                  f"{paired}", above(-margin), "points", arm="successors"),
+            Claim(f"04.{key}.vs_meandiff", f"{d}: ActAdd succeeds about as often as the mean-difference vector or more "
+                  f"(at most {100 * margin:g} points less), each at its own choice under the same text gate and "
+                  "fluency rule", MEAN_DIFFERENCE_PAPER, f"ActAdd minus {MEAN_DIFFERENCE_METRIC}, success, {paired}",
+                  above(-margin), "points", arm="successors"),
             Claim(f"04.{key}.better_vs_prompting", f"{d}: the better steering method succeeds about as often as "
                   f"prompting or more (at most {100 * margin:g} points less)", PROMPTING_PAPER,
                   f"{BETTER_STEERING} prompts, minus prompting, success, {paired}", above(-margin), "points",
@@ -82,7 +85,25 @@ def claims(p: Mapping[str, Any]) -> list[Claim]:
               "prompts); bootstrap over each direction's prompts (Newcombe when every prompt is 0/1)", above(0.0),
               "points")
     )  # fmt: skip
+    out.append(
+        Claim("04.asymmetry_gain", "ActAdd's gain over the unsteered model is larger negative-to-positive than "
+              "positive-to-negative", "negative-to-positive easier", "per prompt ActAdd minus unsteered success, "
+              "mean negative→positive minus mean positive→negative (different prompts); bootstrap over each "
+              "direction's prompts", above(0.0), "points", arm="gains")
+    )  # fmt: skip
     return out
+
+
+WITHDRAWN = {
+    f"04.{key}.meandiff": (
+        "it compared ActAdd with the mean-difference vector at ActAdd's layer and relative norm, which is not the "
+        "same strength (each kind's relative norm divides by other texts' norm, and the mean difference is added at "
+        "every position), and that arm was neither gated for text nor held to the fluency limit: it scored digit "
+        f"runs and word salad. Replaced by {key}.vs_meandiff, each method at its own choice under the same text gate "
+        "and fluency rule"
+    )
+    for key in DIRECTIONS
+}
 
 
 SECTION = Section(
@@ -91,29 +112,38 @@ SECTION = Section(
     "positive-to-negative; ActAdd state of the art or close at similar fluency. (Exact table values were not "
     "available to us.)",
     claims,
+    WITHDRAWN,
 )
 
 # One line per direction (values by method: tasks.method_values).
-DIRECTION_FINDINGS = """- **{task}.** Chosen on the selection prompts: {chosen}. On the evaluation prompts ActAdd
-succeeds on {success_ActAdd:pct} of continuations, against {success_unsteered:pct} unsteered, {success_prompting:pct}
-with prompting and {success_PREADD:pct} with PREADD. {sentence}. Prompts moved the wrong way against unsteered:
-{wrong_way_ActAdd:pct} with ActAdd, {wrong_way_prompting:pct} with prompting, {wrong_way_PREADD:pct} with PREADD. Judge
-perplexity: {perplexity_ActAdd:num} with ActAdd against {perplexity_unsteered:num} unsteered. Beside the methods that
-followed: the mean-difference vector at ActAdd's layer and relative norm succeeds on {md_success:pct}, and ActAdd
-minus it is {meandiff:pts} (**{v_meandiff:verdict}**); the better steering method on
-the selection ({better}) minus prompting is {better_vs_prompting:pts} (**{v_better_vs_prompting:verdict}**)."""
+DIRECTION_FINDINGS = """- **{task}.** Chosen on the selection prompts, each method by the same rule (text gate and fluency
+limit, then the best success): {chosen}. On the evaluation prompts ActAdd succeeds on {success_ActAdd:pct} of
+continuations, against {success_unsteered:pct} unsteered, {success_prompting:pct} with prompting, {success_PREADD:pct}
+with PREADD and {success_md:pct} with the mean difference (a continuation that is not text is no success; text:
+{text_ActAdd:pct} of ActAdd's, {text_md:pct} of the mean difference's, {text_unsteered:pct} unsteered). {sentence}.
+ActAdd minus the mean difference is {vs_meandiff:pts} (**{v_vs_meandiff:verdict}**); the better steering method on the
+selection ({better}) minus prompting is {better_vs_prompting:pts} (**{v_better_vs_prompting:verdict}**). Judge
+perplexity: {perplexity_ActAdd:num} with ActAdd, {perplexity_md:num} with the mean difference, against
+{perplexity_unsteered:num} unsteered. Prompts moved the wrong way against unsteered: {wrong_way_ActAdd:pct} with ActAdd,
+{wrong_way_prompting:pct} with prompting, {wrong_way_PREADD:pct} with PREADD."""
 
 FINDINGS = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts per direction ({n_samples:int} samples
-each, {tokens:int} new tokens) and {n_select:int} selection prompts per direction; of all of them {shares}. Fluency
-judged by another model, {judge}.
+each, {tokens:int} new tokens) and {n_select:int} selection prompts per direction; of all of them {shares}; cleaning
+URLs and reply handles changed {cleaned:pct} of the tweets before they were cut. Fluency judged by another model,
+{judge}.
 - **The sentiment scorer.** By the rule ({rule}), success is judged by {scorer}: {accuracy_tweets:pct} accuracy on
   {n_tweets:int} held-out tweets and {accuracy_pang_lee:pct} on {n_pang_lee:int} Pang-Lee sentences. The runner-up,
   {second} ({accuracy_second:pct} on the tweets), labels the same way on {agreement:pct} of the {n_judged:int} evaluated
   continuations (Cohen's kappa {kappa:num}; Spearman {spearman:num}): a verdict that turns on a few points of success
   can turn on the scorer.
+- **Only text counts.** Every completion goes through the text gate first; a setting whose completions are not text
+  cannot be chosen, and a continuation that is not text is no success. The gate's accuracy on held-out labelled
+  continuations is {gate_accuracy:pct} (sensitivity {gate_sensitivity:pct}, specificity {gate_specificity:pct}).
 {directions}
 - **Asymmetry.** ActAdd's negative→positive success minus its positive→negative success: {asymmetry:pts}; the
-  paper's claim that negative-to-positive is easier **{v_asymmetry:verdict}**.
+  paper's claim that negative-to-positive is easier **{v_asymmetry:verdict}**. The unsteered model already differs by
+  direction, so the gains over it are compared too: negative→positive gain minus positive→negative gain
+  {asymmetry_gain:pts} (**{v_asymmetry_gain:verdict}**).
 - **Where the substitutes change the comparison.** The model is {model}, not LLaMA-3 or OPT; the prompts are mostly
   short informal tweets rather than IMDb reviews, so 32 tokens is often the whole text; success is judged by {scorer},
   not by the paper's scorer; the prompting and PREADD instructions are this study's own wording.
@@ -149,6 +179,7 @@ class Tasks:
     tasks: dict[str, SteeringTask]
     pool: pd.DataFrame
     shares: pd.Series
+    cleaned: Estimate  # the share of the prompts whose text cleaning changed (URLs, reply handles)
 
 
 def tasks(study: Study, model: TransformersModel) -> Tasks:
@@ -169,18 +200,20 @@ def tasks(study: Study, model: TransformersModel) -> Tasks:
         pairs = list(zip(tail["positive"], tail["negative"]) if target else zip(tail["negative"], tail["positive"]))
         out[key] = SteeringTask(key, direction, select_prompts, eval_prompts, *pair, instruction=prefix,
                                 preadd_prefix=prefix, pairs=pairs)  # fmt: skip
-    shares = study.table(prompts_table(list(out.values()), pool), "prompts").source.value_counts(normalize=True)
+    table = study.table(prompts_table(list(out.values()), pool), "prompts")
+    shares, cleaned = table.source.value_counts(normalize=True), proportion_of(table.cleaned.to_numpy(dtype=bool))
     print("prompt sources:", shares.round(3).to_dict(), "\nexample:", out["neg_to_pos"].eval_prompts[0])
-    return Tasks(out, pool, shares)
+    return Tasks(out, pool, shares, cleaned)
 
 
 def scored(scorer: Scorer, target: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Adds P(positive) by ``scorer``, success (the continuation alone on the ``target`` side) and
-    relevance to a sample table."""
+    """Adds P(positive) by ``scorer``, success (the continuation alone is text and on the ``target``
+    side) and relevance to a sample table (gated: it has ``is_text``)."""
 
     def score(frame: pd.DataFrame) -> pd.DataFrame:
         positive = score_unique(scorer.score, frame.completion)
-        return frame.assign(p_positive=positive, success=((positive >= 0.5) == bool(target)).astype(float),
+        success = ((positive >= 0.5) == bool(target)) & frame.is_text.to_numpy(dtype=bool)
+        return frame.assign(p_positive=positive, success=success.astype(float),
                             relevance=relevance(frame.prompt.tolist(), frame.completion.tolist()))  # fmt: skip
 
     return score
@@ -191,20 +224,23 @@ def select_and_evaluate(
 ) -> dict[str, TaskRun]:
     """Each direction's selection then evaluation (:func:`~.tasks.run_task`); saves the
     selection (``selection.csv``, its figure) and the evaluation's completions."""
-    search = SearchSpace(study["actadd_settings"], study["preadd_strengths"], study["n_select_samples"],
-                         study["n_eval_samples"], study["fluency_tolerance"], study["n_judged_prompts"])  # fmt: skip
-    runs = {key: run_task(study, model, judge, task, scored(scorers.scorer, DIRECTIONS[key][2]), search,
+    grids = Grids(study["actadd_settings"], study["meandiff_settings"], study["preadd_strengths"])
+    search = SearchSpace(grids, study["n_select_samples"], study["n_eval_samples"], study["fluency_tolerance"],
+                         study["n_judged_prompts"])  # fmt: skip
+    with study.timed("vectors"):
+        scale = Scale.measure(model)
+    runs = {key: run_task(study, model, judge, task, scored(scorers.scorer, DIRECTIONS[key][2]), search, scale,
                           objective="success", maximize=True, max_new_tokens=study["max_new_tokens"],
                           batch_size=study["batch_size"]) for key, task in steering.tasks.items()}  # fmt: skip
-    save_runs(study, list(runs.values()), objective_label="success", figure="04_sentiment_selection")
+    save_runs(study, list(runs.values()), objective_label="success", figure="04_sentiment_frontier")
     return runs
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """What the evaluation measured: every method's success and fluency per direction, ActAdd's
-    paired differences, the comparisons with the methods that followed, per-input steerability,
-    and who judged (with the second opinion's agreement)."""
+    """What the evaluation measured: every method's success, text share and fluency per direction,
+    ActAdd's paired differences, the comparisons with the methods that followed, per-input
+    steerability, who judged (with the second opinion's agreement) and the text gate's accuracy."""
 
     methods: pd.DataFrame
     differences: dict[str, dict[str, Estimate]]
@@ -212,6 +248,7 @@ class Comparison:
     difference_table: pd.DataFrame
     steered: dict[str, tuple[pd.DataFrame, pd.DataFrame]]
     judged: judges.JudgeReport
+    gate: Validation
 
 
 def comparison(study: Study, runs: dict[str, TaskRun], scorers: Scorers) -> Comparison:
@@ -219,18 +256,21 @@ def comparison(study: Study, runs: dict[str, TaskRun], scorers: Scorers) -> Comp
     ``paired_differences.csv``, ``steerability.csv`` and ``scorer_agreement.csv``."""
     seed = study["seed"]
     completions = pd.concat([r.completions for r in runs.values()], ignore_index=True)
-    methods = study.table(method_summary(list(runs.values()), {"success": ("success", "mean"),
-                                                               "relevance": ("relevance", "mean")}, seed=seed),
-                          "comparison")  # fmt: skip
+    metrics = {"success": ("success", "mean"), "text": ("is_text", "mean"), "relevance": ("relevance", "mean")}
+    methods = study.table(method_summary(list(runs.values()), metrics, seed=seed), "comparison")
     differences = {key: compare(study, run, "success", claims=f"04.{key}") for key, run in runs.items()}
     successors = {key: successor_comparisons(study, run, "success", claims=f"04.{key}") for key, run in runs.items()}
-    success = {key: run.per_prompt("success")["ActAdd"] for key, run in runs.items()}
-    study.record(
-        "04.asymmetry",
-        independent_difference(success["neg_to_pos"], success["pos_to_neg"], seed=seed),
-        note=runs["neg_to_pos"].selection.note("actadd") or runs["pos_to_neg"].selection.note("actadd"),
-    )
-    table = study.table(differences_table({runs[k].task.label: {**d, MEAN_DIFFERENCE_AT_ACTADD: successors[k]["meandiff"]}
+    per_prompt = {key: run.per_prompt("success") for key, run in runs.items()}
+    note = "; ".join(n for run in runs.values() if (n := run.selection.note("actadd")))
+    if all(TREATMENT in table for table in per_prompt.values()):
+        success = {key: table[TREATMENT] for key, table in per_prompt.items()}
+        gain = {key: table[TREATMENT] - table["unsteered"] for key, table in per_prompt.items()}
+        study.record("04.asymmetry", independent_difference(success["neg_to_pos"], success["pos_to_neg"], seed=seed))
+        study.record("04.asymmetry_gain", independent_difference(gain["neg_to_pos"], gain["pos_to_neg"], seed=seed))
+    else:
+        study.record("04.asymmetry", NOT_COMPARED, note=note)
+        study.record("04.asymmetry_gain", NOT_COMPARED, note=note)
+    table = study.table(differences_table({runs[k].task.label: {**d, MEAN_DIFFERENCE: successors[k]["vs_meandiff"]}
                                            for k, d in differences.items()}), "paired_differences")  # fmt: skip
     steered = {run.task.label: steerability(run.per_prompt("success")) for run in runs.values()}
     study.table(pd.concat([s.assign(direction=d) for d, (_, s) in steered.items()], ignore_index=True), "steerability")
@@ -240,7 +280,7 @@ def comparison(study: Study, runs: dict[str, TaskRun], scorers: Scorers) -> Comp
     judged = judges.JudgeReport.measure(scorers.scorer.name, scorers.second.name, completions.p_positive,
                                         second_scores, scorers.accuracy)  # fmt: skip
     study.table(judged.table(), "scorer_agreement")
-    return Comparison(methods, differences, successors, table, steered, judged)
+    return Comparison(methods, differences, successors, table, steered, judged, held_out())
 
 
 def comparison_figures(study: Study, scorers: Scorers, result: Comparison) -> None:
@@ -249,7 +289,7 @@ def comparison_figures(study: Study, scorers: Scorers, result: Comparison) -> No
     fig, axes = plots.panels(3, title=f"Sentiment steering on {study['model_name']}: {study['n_eval_prompts']} "
                              f"evaluation prompts per direction, {n} sample{'s' * (n != 1)} each; success by "
                              f"{scorers.scorer.name}", panel=(6.2, 5.2))  # fmt: skip
-    plots.methods(axes[0, 0], result.methods, "success", label="share of continuations on the target side",
+    plots.methods(axes[0, 0], result.methods, "success", label="share of continuations that are text on the target side",
                   title="Success (bootstrap over prompts, 95% CI)", horizontal=True)  # fmt: skip
     plots.methods(axes[0, 1], result.methods, "perplexity", label=f"judge perplexity ({study['judge_name']})",
                   title=f"Fluency on the first {study['n_judged_prompts']} prompts (bootstrap, 95% CI)",
@@ -272,33 +312,38 @@ def finish(
     study: Study, steering: Tasks, runs: dict[str, TaskRun], scorers: Scorers, result: Comparison
 ) -> StudyRecord:
     """The study's record (with who judged) and "What it shows"."""
-    methods = result.methods
+    methods, gate = result.methods, result.gate
     record = study.finish({
         "figure": "04_sentiment_comparison", "scorer_rule": judges.CHOICE_RULE,
-        "prompt_sources": steering.shares.round(4).to_dict(),
+        "prompt_sources": steering.shares.round(4).to_dict(), "prompts_cleaned": steering.cleaned.as_dict(),
         "chosen": {r.task.label: r.selection.chosen_settings() for r in runs.values()},
         "success": {f"{r.direction} / {r.method}": round(r.success, 3) for r in methods.itertuples()},
+        "text_gate": {name: getattr(gate, name).as_dict() for name in ("accuracy", "sensitivity", "specificity")},
     }, judged_by=result.judged.summary())  # fmt: skip
 
     def direction(key: str) -> str:
         run, rows, successors = runs[key], methods[methods.direction == runs[key].task.label], result.successors[key]
+        values = method_values(rows, "success", "text", "perplexity") | method_values(result.steered[run.task.label][1],
+                                                                                      "wrong_way")  # fmt: skip
+        missing = {f"{m}_{n}": NOT_COMPARED for m in ("success", "text", "perplexity", "wrong_way")
+                   for n in ("ActAdd", "PREADD", "md")}  # fmt: skip
+        values = missing | {k.replace(f"_{MEAN_DIFFERENCE}", "_md"): v for k, v in values.items()}
         return render(DIRECTION_FINDINGS, task=run.task.label, chosen=run.selection.describe(),
                       sentence=comparison_sentence(study, f"04.{key}", result.differences[key]),
-                      better=run.selection.better_steering(), **successors,
-                      md_success=method_values(rows, "success")[f"success_{MEAN_DIFFERENCE_AT_ACTADD}"],
-                      **{f"v_{k}": study.verdict(f"04.{key}.{k}") for k in successors},
-                      **method_values(rows, "success", "perplexity"),
-                      **method_values(result.steered[run.task.label][1], "wrong_way"))  # fmt: skip
+                      better=KIND_LABELS.get(run.selection.better_steering() or "", "neither was chosen"),
+                      **successors, **{f"v_{k}": study.verdict(f"04.{key}.{k}") for k in successors},
+                      **values)  # fmt: skip
 
     accuracy, scorer, second = scorers.accuracy, scorers.scorer.name, scorers.second.name
     accuracy_of = {data: judges.accuracy_estimate(accuracy, scorer, data) for data in ("tweets", "pang_lee")}
     study.prose(FINDINGS, model=model_description(study["model_name"]), n_eval=study["n_eval_prompts"],
                 n_samples=study["n_eval_samples"], tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
-                shares=source_shares(steering.shares), judge=model_description(study["judge_name"]),
-                rule=judges.CHOICE_RULE, scorer=scorer, second=second,
+                shares=source_shares(steering.shares), cleaned=steering.cleaned,
+                judge=model_description(study["judge_name"]), rule=judges.CHOICE_RULE, scorer=scorer, second=second,
                 **{f"accuracy_{data}": e for data, e in accuracy_of.items()},
                 **{f"n_{data}": e.n for data, e in accuracy_of.items()},
                 accuracy_second=judges.accuracy_estimate(accuracy, second), **vars(result.judged.agreement),
                 n_judged=result.judged.agreement.n, directions="\n".join(direction(key) for key in runs),
+                gate_accuracy=gate.accuracy, gate_sensitivity=gate.sensitivity, gate_specificity=gate.specificity,
                 **study.measured())  # fmt: skip
     return record

@@ -102,6 +102,7 @@ def test_overlapping_tick_labels_are_found_and_a_horizontal_panel_has_none():
     assert axes[0, 0].get_yticklabels()[0].get_text().startswith("mean difference at")
 
 
+@pytest.mark.usefixtures("plot_settings_restored")  # a Study sets seaborn's theme
 def test_a_study_refuses_a_figure_with_overlapping_labels_when_strict(tmp_path, monkeypatch):
     from actadd.studies.lifecycle.study import STRICT_FIGURES, Study
 

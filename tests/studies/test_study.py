@@ -30,6 +30,8 @@ from actadd.studies.sections.wedding_layers import TUNED, WeddingSetting, paper_
 CLAIM = Claim("07.works", "It works", "> 90%", "share", above(0.9), "percent")
 MINE = Section("07_mine", "the paper's value", lambda p: [CLAIM])
 
+pytestmark = pytest.mark.usefixtures("plot_settings_restored")  # a Study sets seaborn's theme
+
 PARAMETERS = (
     'profile = "default"\nresults_dir = "r"\nlayer, norm = 14, 3.6\nseed = 0\ncolab_parameters = {"layer": 16}\n'
 )

@@ -14,7 +14,13 @@ import torch
 from scipy import stats as scipy_stats
 
 import actadd
-from actadd.studies.evaluation.relevance import ratio_estimate, relevance_slope, score_documents
+from actadd.studies.evaluation.relevance import (
+    perplexity_ratio_by_bin,
+    ratio_by_bin,
+    ratio_estimate,
+    relevance_slope,
+    score_documents,
+)
 from actadd.studies.evaluation.text import split_sentences
 from tests.core.reference import reference_logits, token_ids
 
@@ -44,15 +50,16 @@ def test_score_documents_leaves_out_each_sentences_first_predictions(gpt2_random
     model = gpt2_random
     vector = actadd.steering_vector(model, " wedding", " tax", layer=1, coeff=8.0)
     documents = pd.DataFrame({"text": DOCUMENTS, "n_words": [10, 8, 2], "source": "s"})
-    scored = score_documents(model, documents, {8.0: vector}, mask_len=mask_len, batch_size=4)
-    assert list(scored.columns) == ["n_words", "source", "coeff", "relative_norm", "logprob_base", "logprob_actadd",
-                                    "diff"]  # fmt: skip
+    scored = score_documents(model, documents, {"paper": vector}, mask_len=mask_len, batch_size=4)
+    assert list(scored.columns) == ["n_words", "source", "arm", "layer", "coeff", "relative_norm", "logprob_base",
+                                    "logprob_actadd", "diff"]  # fmt: skip
     base = [_reference(model, d, mask_len, None) for d in DOCUMENTS]
     steered = [_reference(model, d, mask_len, vector) for d in DOCUMENTS]
     np.testing.assert_allclose(scored["logprob_base"], base, atol=1e-4, equal_nan=True)
     np.testing.assert_allclose(scored["logprob_actadd"], steered, atol=1e-4, equal_nan=True)
     np.testing.assert_allclose(scored["diff"], np.subtract(steered, base), atol=1e-4, equal_nan=True)
-    assert (scored["relative_norm"] == vector.relative_norm).all() and (scored["coeff"] == 8.0).all()
+    assert (scored["arm"] == "paper").all() and (scored["layer"] == 1).all() and (scored["coeff"] == 8.0).all()
+    assert (scored["relative_norm"] == vector.relative_norm).all()
     # The mask moves the numbers (so the comparison above can tell it was applied), and a
     # document whose sentences are all masked has nothing left to score.
     unmasked = [_reference(model, d, 0, None) for d in DOCUMENTS]
@@ -61,6 +68,52 @@ def test_score_documents_leaves_out_each_sentences_first_predictions(gpt2_random
         assert np.isnan(scored["logprob_base"].iloc[2]) and np.isnan(scored["diff"].iloc[2])
     else:
         assert not scored["logprob_base"].isna().any()
+
+
+def test_each_arm_is_scored_with_its_own_vector_against_one_unsteered_pass(gpt2_random):
+    """02's arms: the paper's and the tuned one, at other layers and perhaps the same coefficient:
+    each row says which arm, layer and coefficient it is."""
+    model = gpt2_random
+    arms = {"tuned": actadd.steering_vector(model, " wedding", " tax", layer=3, coeff=8.0),
+            "paper": actadd.steering_vector(model, " wedding", " tax", layer=0, coeff=8.0)}  # fmt: skip
+    documents = pd.DataFrame({"text": DOCUMENTS[:2], "n_words": [10, 8], "source": "s"})
+    scored = score_documents(model, documents, arms, mask_len=0, batch_size=4)
+    assert scored["arm"].tolist() == ["tuned", "tuned", "paper", "paper"]
+    assert scored["layer"].tolist() == [3, 3, 0, 0] and (scored["coeff"] == 8.0).all()
+    for arm, vector in arms.items():
+        rows = scored[scored["arm"] == arm]
+        steered = [_reference(model, d, 0, vector) for d in DOCUMENTS[:2]]
+        np.testing.assert_allclose(rows["logprob_actadd"], steered, atol=1e-4)
+        assert (rows["relative_norm"] == vector.relative_norm).all()
+    base = [_reference(model, d, 0, None) for d in DOCUMENTS[:2]]
+    np.testing.assert_allclose(scored["logprob_base"], base * 2, atol=1e-4)
+    # The two arms differ, so a row under the wrong vector would show.
+    tuned, paper = (scored[scored["arm"] == a]["logprob_actadd"].to_numpy() for a in ("tuned", "paper"))
+    assert np.abs(tuned - paper).min() > 1e-3
+
+
+def test_ratio_by_bin_gives_each_arm_its_own_ratios_even_at_one_coefficient():
+    rng = np.random.default_rng(0)
+    bins = ["0%", "(0%, 0.5%]"] * 6
+    base = rng.normal(-5, 0.5, size=12)
+    scored = pd.concat([
+        pd.DataFrame({"bin": bins, "logprob_base": base, "logprob_actadd": base + shift + rng.normal(0, 0.1, 12),
+                      "arm": arm, "layer": layer, "coeff": 1.0, "relative_norm": norm})
+        for arm, layer, norm, shift in (("tuned", 6, 3.0, 0.4), ("paper", 4, 1.2, -0.2))
+    ], ignore_index=True)  # fmt: skip
+    order = ["0%", "(0%, 0.5%]"]
+    table = ratio_by_bin(scored, min_docs=2, order=order, seed=1)
+    assert table["arm"].tolist() == ["tuned", "tuned", "paper", "paper"]  # the arms in the order scored
+    assert table["layer"].tolist() == [6, 6, 4, 4] and table["relative_norm"].tolist() == [3.0, 3.0, 1.2, 1.2]
+    for arm in ("tuned", "paper"):
+        rows = scored[scored["arm"] == arm]
+        reference = perplexity_ratio_by_bin(rows["bin"], rows["logprob_actadd"], rows["logprob_base"], min_docs=2,
+                                            order=order, seed=1)  # fmt: skip
+        mine = table[table["arm"] == arm].reset_index(drop=True)[reference.columns]
+        pd.testing.assert_frame_equal(mine, reference)
+        assert (reference["n_docs"] == 6).all()  # each arm's own documents, not both arms' pooled
+    # The paper's arm costs perplexity (ratio above 1), the tuned one gains: they are not mixed up.
+    assert (table[table["arm"] == "tuned"]["ratio"] < 1).all() and (table[table["arm"] == "paper"]["ratio"] > 1).all()
 
 
 def test_ratio_estimate_is_exp_of_minus_the_mean_difference_with_the_mirrored_interval():

@@ -1,16 +1,19 @@
-"""How 00 and 01 choose their setting (and 02 and 03 inherit it): the best cell of a sweep, the
-tuned arm's smallest strength that reaches the target, and the depth of the best layer, each on
-small tables whose right answer is worked out by hand."""
+"""How 00 and 01 measure and choose a setting (and 02 and 03 inherit it): a completion that is not
+text is no success, the best cell of a sweep among those that pass the text gate, and the tuned
+rule's gentlest strength whose Wilson lower bound passes the target, each on small tables whose
+right answer is worked out by hand (the tuned rule's main path is in test_best_set.py)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.proportion import proportion_confint
 
-from actadd.studies.evaluation.topic import best_layer_depth, best_setting, sweep_table, tuned_setting
+from actadd.studies.evaluation import topic
+from actadd.studies.evaluation.text_gate import MIN_SHARE
+from actadd.studies.evaluation.topic import best_setting, gentlest_passing, sweep_table, topic_summary
 
 
 def _texts(hits: int, n: int = 8, words_per_hit: int = 1) -> list[str]:
@@ -20,15 +23,108 @@ def _texts(hits: int, n: int = 8, words_per_hit: int = 1) -> list[str]:
     return [f"They planned {wedding}." if i < hits else "They planned a trip." for i in range(n)]
 
 
-def _table(cells: list[tuple[int | None, float, list[str]]]) -> pd.DataFrame:
+def _setting(layer: int | None, coeff: float) -> SimpleNamespace | None:
+    return None if layer is None else SimpleNamespace(layer=layer, coeff=coeff, relative_norm=coeff / 2)
+
+
+def _table(cells: list[tuple[int | None, float, list[str]]], is_text: list[list[bool]] | None = None) -> pd.DataFrame:
     """A sweep table from (layer, coeff, completions) cells; layer None is the unsteered row."""
-    settings = [None if layer is None else SimpleNamespace(layer=layer, coeff=c, relative_norm=c / 2)
-                for layer, c, _ in cells]  # fmt: skip
-    return sweep_table(settings, [texts for *_, texts in cells])
+    return sweep_table([_setting(layer, c) for layer, c, _ in cells], [texts for *_, texts in cells], is_text=is_text)
 
 
 def _pick(row: pd.Series) -> tuple[int, float]:
     return int(row["layer"]), float(row["coeff"])
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return float(low), float(high)
+
+
+# ---------------------------------------------------------------------------------------
+# Only text counts
+
+
+def test_a_completion_that_is_not_text_is_no_success():
+    texts = _texts(6, n=10)  # 6 completions with a wedding word
+    is_text = [True, False, True, False, True, True, True, True, False, True]  # 2 of the 6 are not text
+    gated = topic_summary(texts, is_text=is_text)
+    assert (gated["success"], gated["hits"], gated["n"]) == (0.4, 4, 10)
+    assert (gated["success_low"], gated["success_high"]) == pytest.approx(_wilson(4, 10), rel=1e-9)
+    assert gated["text_share"] == 0.7
+    assert (gated["text_share_low"], gated["text_share_high"]) == pytest.approx(_wilson(7, 10), rel=1e-9)
+    plain = topic_summary(texts)
+    assert (plain["success"], plain["hits"]) == (0.6, 6) and "text_share" not in plain
+    assert (plain["success_low"], plain["success_high"]) == pytest.approx(_wilson(6, 10), rel=1e-9)
+    all_text = topic_summary(texts, is_text=[True] * 10)  # every completion text: the plain summary
+    assert {k: v for k, v in all_text.items() if not k.startswith("text_share")} == plain
+
+
+def test_a_sweep_table_gates_each_setting_by_its_own_verdicts():
+    cells = [(None, 0.0, _texts(2)), (2, 4.0, _texts(8)), (4, 8.0, _texts(8))]
+    # Layer 2 writes a wedding word every time but half its completions are not text.
+    is_text = [[True] * 8, [True, False] * 4, [True] * 8]
+    table = _table(cells, is_text)
+    assert table["success"].tolist() == [0.25, 0.5, 1.0]
+    assert table["text_share"].tolist() == [1.0, 0.5, 1.0]
+    assert table["success_low"].tolist() == pytest.approx([_wilson(2, 8)[0], _wilson(4, 8)[0], _wilson(8, 8)[0]])
+    assert table["layer"].isna().tolist() == [True, False, False]
+    assert "text_share" not in _table(cells)
+
+
+class _Gate:
+    """A stub text gate: a completion is text unless it holds "junk"; it records the references."""
+
+    def __init__(self) -> None:
+        self.references: list[list[str] | None] = []
+
+    def check(self, completions, references=None) -> pd.DataFrame:
+        self.references.append(None if references is None else list(references))
+        return pd.DataFrame({"is_text": ["junk" not in c for c in completions], "reason": ""})
+
+
+def _sweep(monkeypatch, texts: list[list[str]], settings, **kwargs) -> tuple[pd.DataFrame, _Gate]:
+    """topic_sweep with ``texts`` as each setting's completions and a stub gate."""
+    monkeypatch.setattr(topic, "generate_sweep", lambda model, prompt, s, n, **kw: texts)
+    gate = _Gate()
+    table, out = topic.topic_sweep("model", "prompt", settings, len(texts[0]), stream=1, gate=gate, **kwargs)
+    assert out == texts
+    return table, gate
+
+
+def test_a_gated_sweep_judges_every_setting_against_the_unsteered_completions(monkeypatch):
+    wedding, junk = "a wedding.", "a wedding junk"
+    unsteered = ["a trip.", "a walk.", "a wedding.", "a day.", "a meal."]
+    texts = [
+        [wedding] * 4 + [junk],  # 4 of 5 text: exactly the share required
+        unsteered,
+        [wedding] * 3 + [junk] * 2,  # 3 of 5: fails
+    ]
+    settings = [_setting(2, 4.0), None, _setting(4, 8.0)]  # the unsteered setting need not come first
+    table, gate = _sweep(monkeypatch, texts, settings)
+    assert gate.references == [unsteered] * 3
+    assert 4 / 5 == MIN_SHARE
+    assert table["passes_gate"].tolist() == [True, True, False]
+    assert table["success"].tolist() == [0.8, 0.2, 0.6]  # a wedding word in junk is no success
+    # Given references, the gate judges against them.
+    table, gate = _sweep(monkeypatch, texts, settings, references=["x y z"] * 5)
+    assert gate.references == [["x y z"] * 5] * 3
+    # Without an unsteered setting the gate has nothing to judge against but what it is given.
+    with pytest.raises(ValueError, match="gate needs references"):
+        _sweep(monkeypatch, [texts[0], texts[2]], [settings[0], settings[2]])
+    table, _ = _sweep(monkeypatch, [texts[0], texts[2]], [settings[0], settings[2]], references=unsteered)
+    assert table["passes_gate"].tolist() == [True, False]
+
+
+def test_an_ungated_sweep_has_no_gate_columns(monkeypatch):
+    texts = [["a wedding."] * 3 + ["a wedding junk"]] * 2
+    monkeypatch.setattr(topic, "generate_sweep", lambda model, prompt, s, n, **kw: texts)
+    table, _ = topic.topic_sweep("model", "prompt", [None, _setting(2, 4.0)], 4, stream=1)
+    assert table["success"].tolist() == [1.0, 1.0] and not {"passes_gate", "text_share"} & set(table.columns)
+
+
+# ---------------------------------------------------------------------------------------
+# The best setting
 
 
 def test_best_setting_takes_the_highest_success_and_never_the_unsteered_row():
@@ -58,70 +154,87 @@ def test_best_setting_breaks_a_tie_in_success_and_words_by_the_smaller_coefficie
     assert set(pick.index) == set(_table(cells).columns)  # the row as tabled, no helper column
 
 
+def test_best_setting_takes_only_settings_that_pass_the_gate():
+    table = _table([(None, 0.0, _texts(0)), (2, 2.0, _texts(8)), (4, 8.0, _texts(5)), (6, 4.0, _texts(3))])
+    table["passes_gate"] = [False, False, True, True]  # the best cell's completions are not text
+    assert _pick(best_setting(table)) == (4, 8.0)
+    table["passes_gate"] = [True, True, False, True]
+    assert _pick(best_setting(table)) == (2, 2.0)
+    table["passes_gate"] = [True, False, False, False]  # the unsteered row passing is no choice
+    with pytest.raises(ValueError, match="none passes the text gate"):
+        best_setting(table)
+
+
 def test_best_setting_refuses_a_table_without_a_steered_row():
     with pytest.raises(ValueError, match="no steered setting"):
         best_setting(_table([(None, 0.0, _texts(3))]))
 
 
-NORMS = [2.0, 4.0, 8.0]
-# Success of each (layer, probe strength), in eighths; the tuned rule reads it column by column.
-GRID = {1: [4, 4, 2], 2: [6, 2, 8], 3: [0, 7, 6]}
+# ---------------------------------------------------------------------------------------
+# The tuned rule: the gentlest strength whose lower bound passes the target
 
 
-def _probe(grid: dict[int, list[int]], words: dict[tuple[int, int], int] | None = None) -> pd.DataFrame:
-    """A layer x strength probe as 01 builds it: unsteered first, then layer-major over NORMS; a
-    relative norm takes a different coefficient at each layer (here norm x (4 - layer))."""
-    words = words or {}
-    cells = [(None, 0.0, _texts(8))] + [
-        (layer, norm * (4 - layer), _texts(hits, words_per_hit=words.get((layer, j), 1)))
-        for layer, row in grid.items()
-        for j, (norm, hits) in enumerate(zip(NORMS, row))
-    ]
-    return _table(cells)
+def _probe(rows: list[tuple]) -> pd.DataFrame:
+    """A probe as 01 tables it: (layer, position_norm, success_low, passes_gate, within_limit),
+    unsteered first."""
+    return pd.DataFrame([(None, 0.0, 0.99, True, True), *rows],
+                        columns=["layer", "position_norm", "success_low", "passes_gate", "within_limit"])  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "target, layer, norm",
-    [
-        (0.5, 2, 2.0),  # layers 1 and 2 reach 0.5 at the smallest strength; layer 2 is the better
-        (0.75, 2, 2.0),  # exactly at the target counts as reaching it
-        (0.8, 3, 4.0),  # the smallest strength that reaches it, not the best cell (layer 2 at 8)
-        (0.9, 2, 8.0),
-    ],
-)
-def test_tuned_setting_takes_the_smallest_strength_that_reaches_the_target_at_its_best_layer(target, layer, norm):
-    pick = tuned_setting(_probe(GRID), NORMS, target)
-    assert (int(pick["layer"]), pick["norm"], pick["reached"]) == (layer, norm, True)
-    assert pick["coeff"] == norm * (4 - layer)  # the row of that cell, not just its labels
+def _tuned(table: pd.DataFrame, target: float = 0.9) -> tuple[int | None, float | None, bool, object]:
+    pick, reached = gentlest_passing(table, target)
+    if pick is None:
+        return None, None, reached, None
+    return int(pick["layer"]), float(pick["position_norm"]), reached, pick.name
 
 
-def test_tuned_setting_without_a_strength_that_reaches_the_target_takes_the_best_cell_and_says_so():
-    # Nothing reaches 1.0; the best cells tie at 6/8 (layer 1 at 4, layer 2 at 4 and at 8), and
-    # layer 2 at 8 has more wedding words.
-    grid = {1: [2, 6, 4], 2: [4, 6, 6], 3: [0, 5, 5]}
-    pick = tuned_setting(_probe(grid, words={(2, 2): 2}), NORMS, 1.0)
-    assert (int(pick["layer"]), pick["norm"], pick["reached"]) == (2, 8.0, False)
-    # With equal words the tie goes to the smallest coefficient: layer 2 at 4 (8, against 12 and 16).
-    pick = tuned_setting(_probe(grid), NORMS, 1.0)
-    assert (int(pick["layer"]), pick["norm"], pick["coeff"], pick["reached"]) == (2, 4.0, 8.0, False)
+def test_a_lower_bound_exactly_at_the_target_does_not_pass_it():
+    table = _probe([(3, 1.0, 0.90, True, True), (3, 2.0, 0.91, True, True), (5, 1.0, 0.89, True, True)])
+    assert _tuned(table) == (3, 2.0, True, 2)
+    assert _tuned(table, target=0.899)[:3] == (3, 1.0, True)
 
 
-def test_best_layer_depth_is_the_argmax_layer_over_the_depth_with_ties_to_the_earlier():
-    ones, zeros = np.ones(8, bool), np.zeros(8, bool)
-    clear = best_layer_depth({2: zeros, 6: ones, 10: zeros}, 12)
-    assert (clear.value, clear.low, clear.high, clear.n) == (0.5, 0.5, 0.5, 3)
-    # Two perfect layers, given in reverse order: every resample ties, and a tie is the earlier layer's.
-    tied = best_layer_depth({9: ones, 3: ones, 6: zeros}, 12)
-    assert (tied.value, tied.low, tied.high) == (0.25, 0.25, 0.25)
+def test_a_gentler_strength_outside_the_gate_or_the_limit_is_passed_over():
+    table = _probe([
+        (3, 0.5, 0.97, True, False),  # the gentlest that passes the target, but too costly
+        (5, 0.5, 0.98, False, True),  # as gentle, but not text
+        (3, 1.0, 0.91, True, True), (5, 1.0, 0.95, True, True),  # the gentlest allowed: its best layer
+        (5, 2.0, 0.99, True, True),
+    ])  # fmt: skip
+    assert _tuned(table) == (5, 1.0, True, 4)
 
 
-def test_best_layer_depth_interval_spans_the_layers_resampling_can_make_best():
-    a = np.array([1, 1, 1, 1, 1, 1, 0, 0], bool)  # 6/8
-    b = np.array([1, 1, 1, 1, 1, 0, 0, 0], bool)  # 5/8: the best in many resamples too
-    never = np.zeros(8, bool)
-    depth = best_layer_depth({4: a, 8: b, 12: never}, 16, seed=0)
-    assert depth.value == 0.25
-    assert (depth.low, depth.high) == (0.25, 0.5)
-    assert depth == best_layer_depth({4: a, 8: b, 12: never}, 16, seed=0)
-    with pytest.raises(ValueError, match="at least 2 layers"):
-        best_layer_depth({4: a}, 16)
+def test_strengths_equal_but_for_rounding_are_one_strength():
+    # A strength per position is measured (Scale.at), so one grid strength comes out a hair apart
+    # at two layers: they are one strength, and its better layer is taken.
+    table = _probe([(3, 0.5, 0.92, True, True), (5, 0.5 * (1 + 1e-12), 0.95, True, True),
+                    (7, 0.6, 0.99, True, True)])  # fmt: skip
+    assert _tuned(table)[:3] == (5, 0.5 * (1 + 1e-12), True)
+
+
+def test_a_tie_at_the_gentlest_strength_goes_to_the_earlier_row():
+    table = _probe([(3, 1.0, 0.80, True, True), (7, 2.0, 0.95, True, True), (5, 2.0, 0.95, True, True)])
+    assert _tuned(table) == (7, 2.0, True, 2)
+
+
+def test_when_nothing_passes_the_target_the_best_allowed_lower_bound_is_taken_and_flagged():
+    # The unsteered row's 0.99 is never a choice; nor the setting outside the limit.
+    table = _probe([(3, 1.0, 0.60, True, True), (5, 2.0, 0.85, True, True), (7, 4.0, 0.88, True, False),
+                    (3, 4.0, 0.85, True, True)])  # fmt: skip
+    assert _tuned(table) == (5, 2.0, False, 2)
+    table["within_limit"] = [True, False, False, False, False]
+    assert _tuned(table) == (None, None, False, None)
+
+
+def test_the_tuned_rule_counts_only_text_through_the_wilson_lower_bound():
+    """End to end from completions: a gentle setting whose every completion names a wedding but
+    four of twenty are not text has a gated lower bound under the target; the next strength, all
+    text, passes it. Counting junk as success would have taken the gentle one."""
+    cells = [(None, 0.0, _texts(0, n=20)), (3, 1.0, _texts(20, n=20)), (3, 2.0, _texts(19, n=20))]
+    junky = [True] * 16 + [False] * 4
+    table = _table(cells, [[True] * 20, junky, [True] * 20]).assign(position_norm=[0.0, 1.0, 2.0], within_limit=True)
+    table["passes_gate"] = table["text_share"] >= MIN_SHARE
+    assert table["passes_gate"].all() and table["success_low"][1] == pytest.approx(_wilson(16, 20)[0])
+    assert _tuned(table, target=0.7) == (3, 2.0, True, 2)
+    ungated = _table(cells).assign(position_norm=[0.0, 1.0, 2.0], within_limit=True, passes_gate=True)
+    assert _tuned(ungated, target=0.7)[:3] == (3, 1.0, True)

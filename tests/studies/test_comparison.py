@@ -188,7 +188,8 @@ def _pair_vector(rows: list[list[float]], layer: int) -> actadd.SteeringVector:
 def test_completion_norm_is_each_vectors_addition_to_a_completion_in_all(fake_generate):
     """In the scale's unit (the norm at the vector's layer): an ActAdd vector adds every row once,
     whatever the completion; a direction its norm at every steered position, the prompt's tokens
-    after the start token, the pad spaces of the longest ActAdd vector and the completion's."""
+    after the start token, the pad spaces of the longest ActAdd vector and the completion's tokens
+    but the last."""
     scale = Scale("m", (2.0, 4.0))
     short = _pair_vector([[0.1, 0.0], [3.0, 4.0], [0.0, 5.0]], layer=0)  # rows of norm 0.1, 5, 5
     long = _pair_vector([[0.0, 0.0], [0.0, 2.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]], layer=1)  # k = 5: 4 spaces
@@ -210,7 +211,7 @@ def test_completion_norm_is_each_vectors_addition_to_a_completion_in_all(fake_ge
     assert norms["ActAdd short"] == pytest.approx([10.1 / 2] * 8)
     assert norms["ActAdd long"] == pytest.approx([8 / 4] * 8)
     md = frame[frame["method"] == "md"]
-    positions = [len(_words(p)) + 4 + len(_words(c)) for p, c in zip(md["prompt"], md["completion"])]
+    positions = [len(_words(p)) + 4 + max(len(_words(c)) - 1, 0) for p, c in zip(md["prompt"], md["completion"])]
     assert len(set(positions)) > 1  # each row counted on its own
     assert norms["md"] == pytest.approx([0.25 * n for n in positions])
     assert norms["unsteered"] == norms["PREADD s = 2"] == [0.0] * 8

@@ -478,7 +478,7 @@ def test_the_mean_difference_is_averaged_over_each_texts_tokens(run, scale, gpt2
 def test_completion_norm_is_what_each_vector_adds_to_a_completion(run, scale, vectors, gpt2_random):
     """ActAdd adds each row of its vector once, whatever the completion; the mean difference its
     norm at every steered position: the prompt's tokens after the start token, the pad spaces and
-    the completion's tokens."""
+    the completion's tokens but the last, which is sampled and never fed back."""
     _, task_run, _ = run
     tokens = gpt2_random.tokenizer
     frame = task_run.completions
@@ -487,7 +487,7 @@ def test_completion_norm_is_what_each_vector_adds_to_a_completion(run, scale, ve
     total = float(steering.vector.float().norm(dim=-1).sum()) / scale.norms[steering.layer]
     np.testing.assert_allclose(actadd_rows.completion_norm, total, rtol=1e-5)
     md = frame[frame.method == MEAN_DIFFERENCE]
-    positions = [len(tokens(p).input_ids) + steering.k - 1 + len(tokens(c).input_ids)
+    positions = [len(tokens(p).input_ids) + steering.k - 1 + max(len(tokens(c).input_ids) - 1, 0)
                  for p, c in zip(md.prompt, md.completion)]  # fmt: skip
     assert min(positions) != max(positions)  # prompts of different lengths: a per-row count
     expected = md.position_norm.astype(float) * np.array(positions)

@@ -32,12 +32,14 @@ def topic_summary(
 ) -> dict[str, float]:
     """Success (share of texts with a topic word, Wilson 95% CI) and mean topic-word count
     (BCa bootstrap 95% CI) of independent completions; with ``is_text`` (the text gate's verdict
-    on each), a completion that is not text is no success, and the share that is text is given
-    (``text_share``, ``text_low``, ``text_high``)."""
+    on each), a completion that is not text is no success and its words are not counted, and the
+    share that is text is given (``text_share``, ``text_low``, ``text_high``)."""
     if isinstance(texts, str) or len(texts) < 2:
         raise ValueError(f"texts must be a sequence of at least 2 strings, got {texts!r}")
-    counts = np.array([topic_word_count(t, words) for t in texts], dtype=float)
     text = np.ones(len(texts), dtype=bool) if is_text is None else np.asarray(is_text, dtype=bool)
+    if text.shape != (len(texts),):
+        raise ValueError(f"is_text must hold one verdict per text ({len(texts)}), got {len(text)}")
+    counts = np.array([topic_word_count(t, words) for t in texts], dtype=float) * text
     success = proportion_of((counts > 0) & text)
     count, count_low, count_high = bootstrap_ci(counts, seed=seed)
     out = {
@@ -59,8 +61,9 @@ def sweep_table(
 ) -> pd.DataFrame:
     """One row per setting (None: unsteered): layer, coeff, relative_norm and
     :func:`topic_summary` of its completions (gated by ``is_text``, one list per setting)."""
-    if len(settings) != len(texts):
-        raise ValueError(f"got {len(settings)} settings but {len(texts)} lists of completions")
+    if len(settings) != len(texts) or (is_text is not None and len(is_text) != len(texts)):
+        given = "" if is_text is None else f" and {len(is_text)} lists of verdicts"
+        raise ValueError(f"got {len(settings)} settings but {len(texts)} lists of completions{given}: give one each")
     gated: list[Sequence[bool] | None] = [None] * len(texts) if is_text is None else list(is_text)
     rows = [
         {

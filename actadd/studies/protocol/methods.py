@@ -308,8 +308,11 @@ def sample(
     for m in methods:
         texts = completions[m.name]
         if isinstance(m.steering, DirectionVector) and scale is not None:
+            # Added at the prompt's tokens after the start token and at every generated token but
+            # the last, which is sampled and never fed back through the model.
             steered = [
-                p + len(model.tokenizer(t, add_special_tokens=False).input_ids) for p, t in zip(prompt_tokens, texts)
+                p + max(len(model.tokenizer(t, add_special_tokens=False).input_ids) - 1, 0)
+                for p, t in zip(prompt_tokens, texts)
             ]
             norms = [scale.completion_norm(m.steering, n) for n in steered]
         elif isinstance(m.steering, SteeringVector) and scale is not None:

@@ -215,7 +215,9 @@ def successor_comparisons(
         compare(study, run, column, agg, baselines=["prompting"], treatment=treatment)["prompting"]
         if better else NOT_COMPARED
     )  # fmt: skip
-    study.record(f"{claims}.vs_meandiff", out["vs_meandiff"], note=selection.note("actadd", "meandiff"))
+    searched = "meandiff" in selection.choices or "meandiff" in selection.unchosen
+    no_pairs = "" if searched else "the task has no contrast pairs, so no mean difference was searched"
+    study.record(f"{claims}.vs_meandiff", out["vs_meandiff"], note=selection.note("actadd", "meandiff") or no_pairs)
     study.record(f"{claims}.better_vs_prompting", out["better_vs_prompting"],
                  note=selection.note("actadd", "meandiff") if better is None else "")  # fmt: skip
     return out

@@ -372,6 +372,13 @@ def test_steerability_counts_prompts_moved_the_wrong_way():
     )
 
 
+def test_steerability_of_a_method_never_scored_keeps_the_columns_with_no_share():
+    table = pd.DataFrame({"unsteered": [0.2, 0.5], "ActAdd": [np.nan, np.nan]})  # ActAdd was not chosen
+    _, summary = comparison.steerability(table, higher_is_better=False)
+    row = summary.set_index("method").loc["ActAdd"]
+    assert row["n_prompts"] == 0 and np.isnan([row["wrong_way"], row["wrong_way_low"], row["right_way"]]).all()
+
+
 def test_method_table_and_its_estimates_agree():
     frame = _evaluation({"unsteered": [[0, 1], [0, 0], [1, 1]], "ActAdd": [[1, 1], [0, 1], [1, 0]]})
     frame["perplexity"] = [10.0, 20.0, 40.0, np.nan, 5.0, 5.0] * 2

@@ -149,3 +149,5 @@ def test_agreement_against_sklearn_and_scipy():
     assert math.isnan(judges.agreement([0.9, 0.8], [0.7, 0.6])["kappa"])  # one label each: undefined
     with pytest.raises(ValueError, match="same"):
         judges.agreement([0.1, 0.2], [0.3])
+    nothing = judges.agreement([], [])  # no method chosen, nothing judged: undefined, not an error
+    assert nothing["n"] == 0 and all(math.isnan(nothing[k]) for k in ("kappa", "agreement", "spearman"))

@@ -122,15 +122,18 @@ def topic_sweep(
     return table, texts
 
 
-def best_setting(table: pd.DataFrame) -> pd.Series:
+def best_setting(table: pd.DataFrame) -> pd.Series | None:
     """The steered row with the highest success; ties go to the larger mean topic-word count,
     then to the smaller coefficient (the rule is fixed here, before any run). When the table says
-    which settings pass the text gate (``passes_gate``), only those can be chosen."""
+    which settings pass the text gate (``passes_gate``), only those can be chosen; None when no
+    steered setting does (a model whose steered completions are not text has nothing to confirm)."""
     steered = table[table["layer"].notna()]
+    if steered.empty:
+        raise ValueError("the table has no steered setting to choose from: sweep at least one vector")
     if "passes_gate" in steered:
         steered = steered[steered["passes_gate"].astype(bool)]
     if steered.empty:
-        raise ValueError("the table has no steered setting to choose from (none passes the text gate)")
+        return None
     ranked = steered.assign(_neg_coeff=-steered["coeff"]).sort_values(
         ["success", "mean_count", "_neg_coeff"], ascending=False, kind="stable"
     )

@@ -152,6 +152,9 @@ def estimates_table(estimates: Mapping[str, Estimate], key: str) -> pd.DataFrame
     )
 
 
+NO_SHARE = Estimate(float("nan"), float("nan"), float("nan"), 0, "no prompt")
+
+
 def steerability(
     table: pd.DataFrame, *, reference: str = "unsteered", higher_is_better: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -170,9 +173,9 @@ def steerability(
         change = (sign * (table[method] - table[reference])).dropna()
         changes.append(pd.DataFrame({"method": method, "prompt_id": change.index, "change": change.to_numpy()}))
         row: dict[str, Any] = {"method": method, "n_prompts": len(change)}
-        if len(change):
-            for name, hits in (("wrong_way", change < 0), ("right_way", change > 0), ("unchanged", change == 0)):
-                row |= proportion_of(hits.to_numpy()).columns(name)
+        for name, hits in (("wrong_way", change < 0), ("right_way", change > 0), ("unchanged", change == 0)):
+            # A method with no scored prompt (not chosen) has no share: NaN, so the table keeps its columns.
+            row |= (proportion_of(hits.to_numpy()) if len(change) else NO_SHARE).columns(name)
         row |= mean_over_prompts(change.to_numpy()).columns("mean_change")
         rows.append(row)
     return pd.concat(changes, ignore_index=True), pd.DataFrame(rows)

@@ -209,11 +209,14 @@ def agreement(
 ) -> dict[str, float]:
     """How far two scorers agree on the same texts: Cohen's kappa of their labels at
     ``threshold``, the raw share of equal labels, and the Spearman correlation of their scores
-    (NaN where a scorer gives one label or one score to every text), with n."""
+    (NaN where a scorer gives one label or one score to every text, and all three NaN for fewer
+    than two texts, as when no method was chosen and nothing was judged), with n."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
-        raise ValueError(f"a and b must be 1D scores of the same at least 2 texts, got shapes {x.shape} and {y.shape}")
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"a and b must be 1D scores of the same texts, got shapes {x.shape} and {y.shape}")
     threshold = real(threshold, "threshold", minimum=0, maximum=1)
+    if len(x) < 2:
+        return {"kappa": float("nan"), "agreement": float("nan"), "spearman": float("nan"), "n": len(x)}
     labels_a, labels_b = x >= threshold, y >= threshold
     with warnings.catch_warnings():
         # One constant side makes both statistics undefined: NaN, said so in the table.

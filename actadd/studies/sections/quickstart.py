@@ -25,6 +25,7 @@ from actadd.studies.lifecycle.study import Section, Study
 from actadd.studies.presentation import plots
 from actadd.studies.presentation.prose import model_description
 from actadd.studies.protocol.strength import Scale
+from actadd.studies.protocol.tasks import NOT_COMPARED
 
 
 def claims(p: Mapping[str, Any]) -> list[Claim]:
@@ -45,6 +46,10 @@ against {unsteered:pct} unsteered (paired difference {wedding_gain:pts}: the cla
 under {judge}, and the chosen cell {chosen_ppl:num}: the fluency a push of this size costs. Notebook 01 sweeps every
 layer at the paper's c = 1 and with a tuned strength."""
 
+NO_CHOICE_FINDINGS = """On {model}, no setting of the grid (selection stream) gave completions that pass the text gate, so
+no setting was chosen and the claim is not measured: on this model, a wedding vector of these strengths turns its
+completions into something that is not text. Try gentler strengths (`grid_norms`) or other layers (`grid_layers`)."""
+
 
 def text_hits(texts: list[str], unsteered: list[str]) -> np.ndarray:
     """Whether each completion mentions a wedding word and is text (the gate, against the
@@ -55,22 +60,29 @@ def text_hits(texts: list[str], unsteered: list[str]) -> np.ndarray:
 @dataclass(frozen=True)
 class Grid:
     """The layer x strength grid on the selection stream: one row per setting (the first
-    unsteered), the chosen row, and the vector at the chosen setting."""
+    unsteered), the chosen row, and the vector at the chosen setting (both None when no steered
+    setting's completions passed the text gate)."""
 
     table: pd.DataFrame
-    chosen: pd.Series
-    vector: actadd.SteeringVector
+    chosen: pd.Series | None
+    vector: actadd.SteeringVector | None
 
     @property
     def unsteered(self) -> pd.Series:
         return self.table[self.table.layer.isna()].iloc[0]
+
+    def choice(self) -> str:
+        """The choice in words."""
+        if self.vector is None:
+            return "none: no steered setting's completions passed the text gate"
+        return str(self.vector)
 
 
 def strength_grid(study: Study, model: TransformersModel, judge: TransformersModel) -> Grid:
     """Every (layer, relative norm) of the grid, ``grid_samples`` completions each on the
     selection stream, with the judge's fluency and the text gate's verdict (a completion that is
     not text is no success); the most successful cell whose completions pass the gate is chosen
-    (ties: more wedding words, then the smaller coefficient). Each cell's strength is also given
+    (ties: more wedding words, then the smaller coefficient); none when no cell passes. Each cell's strength is also given
     in the unit every kind of vector shares (``position_norm``, :mod:`~actadd.studies.protocol.strength`).
     Saved as ``layer_coeff_grid.csv``."""
     pair = study["wedding_pair"]
@@ -82,7 +94,8 @@ def strength_grid(study: Study, model: TransformersModel, judge: TransformersMod
     scale = Scale.measure(model)
     table.insert(3, "position_norm", [0.0 if v is None else scale.position_norm(v) for v in settings])
     chosen = best_setting(table)
-    vector = actadd.steering_vector(model, *pair, layer=int(chosen.layer), coeff=float(chosen.coeff))
+    vector = (None if chosen is None else
+              actadd.steering_vector(model, *pair, layer=int(chosen.layer), coeff=float(chosen.coeff)))  # fmt: skip
     study.table(table, "layer_coeff_grid")
     return Grid(table, chosen, vector)
 
@@ -105,36 +118,50 @@ def grid_figure(study: Study, grid: Grid) -> None:
 @dataclass(frozen=True)
 class SideBySide:
     """Fresh completions (confirmation stream) unsteered, under 'Love' - 'Hate' and under the
-    chosen wedding vector, row ``i`` of each on the same seed; the first ``n_samples`` as a table."""
+    chosen wedding vector (None when the grid chose none), row ``i`` of each on the same seed;
+    the first ``n_samples`` as a table."""
 
     unsteered: list[str]
     love: list[str]
-    wedding: list[str]
+    wedding: list[str] | None
     table: pd.DataFrame
 
 
+NO_CHOICE = "no steered setting of the grid passed the text gate on the selection stream"
+
+
 def side_by_side(
-    study: Study, model: TransformersModel, wedding: actadd.SteeringVector, love: actadd.SteeringVector
+    study: Study, model: TransformersModel, wedding: actadd.SteeringVector | None, love: actadd.SteeringVector
 ) -> SideBySide:
     """``confirm_samples`` completions per column on the confirmation stream; records the claim
-    that the wedding vector raises the share with a wedding word (paired by seed)."""
+    that the wedding vector raises the share with a wedding word (paired by seed), or that it was
+    not compared when the grid chose no setting."""
+    settings = [None, love] + ([] if wedding is None else [wedding])
     with study.timed("generation"):
-        unsteered, loved, wedded = actadd.generate_sweep(
-            model, study["prompt"], [None, love, wedding], study["confirm_samples"], stream=CONFIRM,
-            max_new_tokens=study["max_new_tokens"], seed=study["seed"])  # fmt: skip
-    study.record("00.wedding_gain", paired_proportion_difference(text_hits(wedded, unsteered),
-                                                                 text_hits(unsteered, unsteered)))  # fmt: skip
+        texts = actadd.generate_sweep(model, study["prompt"], settings, study["confirm_samples"], stream=CONFIRM,
+                                      max_new_tokens=study["max_new_tokens"], seed=study["seed"])  # fmt: skip
+    unsteered, loved, wedded = texts[0], texts[1], (texts[2] if wedding is not None else None)
     n = study["n_samples"]
-    columns = {"unsteered": unsteered[:n], "Love - Hate": loved[:n],
-               f"weddings (layer {wedding.layer}, c = {wedding.coeff:.3g})": wedded[:n]}  # fmt: skip
+    columns = {"unsteered": unsteered[:n], "Love - Hate": loved[:n]}
+    if wedded is None or wedding is None:
+        study.record("00.wedding_gain", NOT_COMPARED, note=NO_CHOICE)
+    else:
+        study.record("00.wedding_gain", paired_proportion_difference(text_hits(wedded, unsteered),
+                                                                     text_hits(unsteered, unsteered)))  # fmt: skip
+        columns[f"weddings (layer {wedding.layer}, c = {wedding.coeff:.3g})"] = wedded[:n]
     return SideBySide(unsteered, loved, wedded, study.table(pd.DataFrame(columns), "completions"))
 
 
 def finish(study: Study, grid: Grid, side: SideBySide) -> StudyRecord:
     """The study's record and "What it shows"."""
-    steered: Estimate = proportion_of(text_hits(side.wedding, side.unsteered))
     unsteered: Estimate = proportion_of(text_hits(side.unsteered, side.unsteered))
     wedding = grid.vector
+    if wedding is None or side.wedding is None or grid.chosen is None:
+        record = study.finish({"wedding_layer": None, "unsteered_success": unsteered.as_dict(),
+                               "confirm_samples": study["confirm_samples"]})  # fmt: skip
+        study.prose(NO_CHOICE_FINDINGS, model=model_description(study["model_name"]))
+        return record
+    steered: Estimate = proportion_of(text_hits(side.wedding, side.unsteered))
     record = study.finish({
         "wedding_layer": wedding.layer, "wedding_coeff": wedding.coeff, "wedding_relative_norm": wedding.relative_norm,
         "wedding_success": steered.as_dict(), "unsteered_success": unsteered.as_dict(),

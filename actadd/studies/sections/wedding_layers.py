@@ -222,19 +222,19 @@ class Wedding:
 @dataclass(frozen=True)
 class PaperArm:
     """Every layer at the paper's coefficient: the selection sweep (first row unsteered) and its
-    best layer; the confirmation sweep at the paper's size (first row unsteered), each row's
+    best layer (None when no layer's completions pass the text gate); the confirmation sweep at the paper's size (first row unsteered), each row's
     completions' hits (text with a wedding word), and the confidence set for the best layer."""
 
     selection: pd.DataFrame
-    pick: pd.Series
+    pick: pd.Series | None
     confirmation: pd.DataFrame
     hits: np.ndarray  # [n_layers + 1, paper_samples]: unsteered first
     best: BestSet
     unsteered: list[str]  # the unsteered completions of the confirmation: every comparison's pair
 
     @property
-    def layer(self) -> int:
-        return int(self.pick.layer)
+    def layer(self) -> int | None:
+        return None if self.pick is None else int(self.pick.layer)
 
 
 def paper_arm(w: Wedding) -> PaperArm:
@@ -359,13 +359,16 @@ def confirm(w: Wedding, paper: PaperArm, tuned: Probe, md: Probe) -> Confirmatio
     every claim of the study recorded. Saved as ``confirmation.csv``."""
     study, c, n = w.study, w.study["paper_coeff"], w.study["paper_samples"]
     layers = list(range(w.info.n_layers))
+    # Each role's setting in words, its hits and its confirmation row (the paper's pick, when a layer passed the gate).
+    rows_of = {"unsteered": 0, "paper": None if paper.layer is None else 1 + layers.index(paper.layer), "layer1": 2}
     labels = {
         "unsteered": "unsteered",
         "paper": f"paper arm: layer {paper.layer}, c = {c:g}",
         "layer1": f"layer 1, c = {c:g}",
     }
-    hits = {"unsteered": paper.hits[0], "paper": paper.hits[1 + layers.index(paper.layer)], "layer1": paper.hits[2]}
-    rows = [paper.confirmation.iloc[0], paper.confirmation.iloc[1 + paper.layer], paper.confirmation.iloc[2]]
+    labels = {role: label for role, label in labels.items() if rows_of[role] is not None}
+    hits = {role: paper.hits[rows_of[role]] for role in labels}
+    rows = [paper.confirmation.iloc[rows_of[role]] for role in labels]
     texts: dict[str, list[str]] = {"unsteered": paper.unsteered}
 
     def confirmed(table: pd.DataFrame, out: list[list[str]], role: str, label: str) -> None:
@@ -402,9 +405,12 @@ def confirm(w: Wedding, paper: PaperArm, tuned: Probe, md: Probe) -> Confirmatio
             "no probe setting's selection lower bound passed 90%: the best within the gate and fluency limit was confirmed"
         )
     )
-    study.record("01.paper_best", proportion_of(hits["paper"]))
+    no_layer = "no layer's completions at the paper's coefficient passed the text gate on the selection stream"
+    study.record("01.paper_best", proportion_of(hits["paper"]) if "paper" in hits else NOT_COMPARED,
+                 note="" if "paper" in hits else no_layer)  # fmt: skip
     study.record("01.unsteered", proportion_of(hits["unsteered"]))
-    study.record("01.paper_gain", paired_proportion_difference(hits["paper"], hits["unsteered"]))
+    study.record("01.paper_gain", paired_proportion_difference(hits["paper"], hits["unsteered"])
+                 if "paper" in hits else NOT_COMPARED, note="" if "paper" in hits else no_layer)  # fmt: skip
     study.record("01.layer1", paired_proportion_difference(hits["layer1"], hits["unsteered"]))
     study.record("01.early_peak", depth)
     study.record("01.tuned_best", proportion_of(hits["tuned"]) if "tuned" in hits else NOT_COMPARED,
@@ -432,7 +438,8 @@ def layers_figure(w: Wedding, paper: PaperArm, confirmation: Confirmation) -> No
     plots.reference(axes[0, 0], base.success, base.success_low, base.success_high)
     for layer in rows.layer[rows.in_best_set]:
         axes[0, 0].axvspan(int(layer) - 0.5, int(layer) + 0.5, color="C2", alpha=0.15, lw=0)
-    axes[0, 0].axvline(paper.layer, color="grey", ls=":", label=f"chosen on selection: layer {paper.layer}")
+    if paper.layer is not None:
+        axes[0, 0].axvline(paper.layer, color="grey", ls=":", label=f"chosen on selection: layer {paper.layer}")
     axes[0, 0].set(xlabel="layer (input of block); shaded: not significantly worse than the best",
                    ylabel="share of text with a wedding word", ylim=plots.SHARE_LIMITS,
                    title="Paper arm: every layer (confirmation stream)")  # fmt: skip
@@ -470,7 +477,8 @@ def finish(w: Wedding, paper: PaperArm, tuned: Probe, md: Probe, confirmation: C
     setting = None if chosen is None else WeddingSetting(chosen.layer, chosen.relative_norm)
     pick = tuned.pick
     record = study.finish({
-        "paper_arm_layer": paper.layer, "paper_arm_relative_norm": float(paper.pick.relative_norm),
+        "paper_arm_layer": paper.layer,
+        "paper_arm_relative_norm": None if paper.pick is None else float(paper.pick.relative_norm),
         "best_layer": int(paper.best.best), "best_layer_set": [int(i) for i in paper.best.members],
         "tuned_layer": None if chosen is None else chosen.layer,
         "tuned_relative_norm": None if chosen is None else chosen.relative_norm,
@@ -481,8 +489,9 @@ def finish(w: Wedding, paper: PaperArm, tuned: Probe, md: Probe, confirmation: C
         "paper_samples": study["paper_samples"],
     }, *([] if setting is None else [setting]))  # fmt: skip
     gate = held_out()
-    study.prose(FINDINGS, n_layers=w.info.n_layers, paper_layer=paper.layer, n=study["paper_samples"],
-                paper_norm=float(paper.pick.relative_norm), best_layer=paper.best.best, tuned_rule=tuned.rule("ActAdd"),
+    study.prose(FINDINGS, n_layers=w.info.n_layers, n=study["paper_samples"],
+                paper_layer=float("nan") if paper.pick is None else paper.layer,
+                paper_norm=float("nan") if paper.pick is None else float(paper.pick.relative_norm), best_layer=paper.best.best, tuned_rule=tuned.rule("ActAdd"),
                 md_rule=md.rule("mean-difference"), tuned_ppl=float("nan") if pick is None else float(pick.perplexity),
                 base_ppl=float(tuned.table.perplexity.iloc[0]), judge=study["judge_name"],
                 model=model_description(study["model_name"]), better=better_steering(tuned, md) or "neither",

@@ -12,7 +12,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import actadd
-from actadd.scoring import forward_logits, length_batches
+from actadd.scoring import forward_logits
 from actadd.steer import encode_prompt, pad_to_vectors
 from tests.core.reference import PAIRS, PROMPTS, AddHook, DirectionHook, block, greedy, reference_greedy, token_ids
 
@@ -216,26 +216,6 @@ def test_bad_generate_inputs(smol):
 
 
 # --- positions="all": every prompt position after the start token and every decoded token
-
-
-def test_length_batches_keep_the_batch_size_and_cut_at_max_logits():
-    lengths, first = [9, 3, 5, 7, 4], [2, 1, 1, 2, 1]
-    # No max_logits: the rows sorted by length, in batch_size chunks.
-    assert length_batches(lengths, first, 2, vocab_size=10) == [[1, 4], [2, 3], [0]]
-    # rows x (longest - earliest first_needed) x vocab: [1, 4] scores 2 x 3 x 10 = 60 logits,
-    # one more row (length 5) would make 3 x 4 x 10 = 120.
-    assert length_batches(lengths, first, 8, vocab_size=10, max_logits=100) == [[1, 4], [2], [3], [0]]
-    # A row over max_logits on its own still gets its batch.
-    assert length_batches(lengths, first, 8, vocab_size=10, max_logits=1) == [[1], [4], [2], [3], [0]]
-
-
-def test_scores_are_the_same_when_max_logits_cuts_the_batches(gpt2_random):
-    texts = [" and then", " the bride wore white at the wedding", " a", " I do, said the groom."]
-    v = actadd.steering_vector(gpt2_random, " weddings", "", layer=1, coeff=4.0)
-    whole = actadd.logprobs(gpt2_random, texts, v, contexts=[*PROMPTS, "Hi"], batch_size=4)
-    cut = actadd.logprobs(gpt2_random, texts, v, contexts=[*PROMPTS, "Hi"], batch_size=4, max_logits=1)  # a row a pass
-    for a, b in zip(whole, cut, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])

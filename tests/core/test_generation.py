@@ -9,9 +9,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor
 
 import actadd
+import actadd.generation as generation
+from actadd.models import model_info
 from actadd.scoring import forward_logits
 from actadd.steer import encode_prompt, pad_to_vectors
 from tests.core.reference import PAIRS, PROMPTS, AddHook, DirectionHook, block, greedy, reference_greedy, token_ids
@@ -375,3 +377,62 @@ def test_chat_needs_a_chat_template_and_a_context_to_score(gpt2_random, gpt2_cha
         actadd.logprobs(gpt2_random, [" I do."], contexts=["Hello"], chat=True)
     with pytest.raises(ValueError, match="chat=True scores each text as the assistant's reply to its context"):
         actadd.logprobs(gpt2_chat, [" I do."], chat=True)
+
+
+# --- The decode loop against transformers' generate
+
+
+class _StopLater(LogitsProcessor):
+    """Row r's stop token becomes its certain draw once r + 3 tokens are decoded (every other row
+    runs on): rows stop at different steps, and a caller's processor runs before the sampler."""
+
+    def __init__(self, prompt_len: int, stop: int):
+        self.prompt_len, self.stop = prompt_len, stop
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        decoded = input_ids.shape[1] - self.prompt_len
+        rows = torch.arange(len(scores))
+        due = (rows % 2 == 0) & (rows + 3 == decoded)
+        scores[due, self.stop] = scores[due].amax(dim=-1) + 1e4
+        return scores
+
+
+@pytest.mark.parametrize(
+    "fixture, positions, counts",
+    [
+        ("smol", "front", "completion"),
+        ("smol", "all", "prompt_and_completion"),
+        ("gemma", "front", "prompt_and_completion"),
+    ],
+)
+def test_decode_loop_draws_what_transformers_generate_draws(fixture, positions, counts, request, monkeypatch):
+    """Float32, the paper's sampler on a left-padded batch whose rows stop at different steps:
+    this module's decode loop gives token for token the text of transformers' ``generate`` (in one
+    nnsight request, as a remote model runs) with the same seeded RowSampler as its last logits
+    processor; and a batch gives each row the text it gets alone."""
+    model = request.getfixturevalue(fixture)
+    steering = (
+        actadd.mean_difference(model, PAIRS, layer=2, relative_norm=2.0)
+        if positions == "all"
+        else actadd.steering_vector(model, " weddings", "", layer=2, coeff=3.0)
+    )
+    prompts = [*PROMPTS, "Hi"] * 2
+    width = max(len(token_ids(model, p)) for p in prompts)
+    stop = _StopLater(width, model_info(model).stop_token_ids[0])
+    seeds = actadd.row_seeds(5, len(prompts))
+    sampling = dict(max_new_tokens=16, positions=positions, freq_penalty_counts=counts, progress=False)
+    ours = generation.generate(model, prompts, steering, seed=seeds, logits_processors=[stop], **sampling)
+    with monkeypatch.context() as patch:
+        patch.setattr(generation, "_decode", generation._decode_remotely)
+        theirs = generation.generate(model, prompts, steering, seed=seeds, logits_processors=[stop], **sampling)
+    assert ours == theirs
+    assert len(set(ours)) == len(ours)  # rows drew apart
+    lengths = [len(model.tokenizer(t, add_special_tokens=False).input_ids) for t in ours]
+    assert all(n <= r + 3 for r, n in enumerate(lengths) if r % 2 == 0)  # even rows stopped early
+    assert any(n > 8 for r, n in enumerate(lengths) if r % 2 == 1)  # odd rows ran on
+    alone = [
+        generation.generate(model, [p], steering, seed=[s], **sampling)[0]
+        for r, (p, s) in enumerate(zip(prompts, seeds))
+        if r % 2 == 1
+    ]
+    assert ours[1::2] == alone

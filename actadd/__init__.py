@@ -14,12 +14,12 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 from typing import TYPE_CHECKING
 
-from actadd._lazy import lazy_exports
+from actadd.lazy import lazy_exports
 
 if TYPE_CHECKING:  # what mypy and editors see; at run time _EXPORTS imports these on first use
     from actadd.control_vectors import export_gguf, import_gguf
     from actadd.embedded import EMBEDDED_MODELS
-    from actadd.extraction import REDUCTIONS, mean_difference, residual_stream, steering_vector
+    from actadd.extraction import REDUCTIONS, mean_difference, residual_norms, residual_stream, steering_vector
     from actadd.generation import generate, generate_sweep
     from actadd.models import (
         DEFAULT_MODEL,
@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "EMBEDDED_MODELS": "actadd.embedded",
     "REDUCTIONS": "actadd.extraction",
     "mean_difference": "actadd.extraction",
+    "residual_norms": "actadd.extraction",
     "residual_stream": "actadd.extraction",
     "steering_vector": "actadd.extraction",
     "generate": "actadd.generation",
@@ -116,6 +117,7 @@ __all__ = [
     "mean_difference",
     "model_info",
     "next_token_logprobs",
+    "residual_norms",
     "residual_stream",
     "resolve_layer",
     "row_seeds",

@@ -18,6 +18,12 @@ input of block ``l``, which is the output of block ``l - 1``, so ActAdd's layer 
 ``direction.N``; the mapping here follows where the runtime adds it.) Only ``[d_model]``
 directions have this layout: an ActAdd ``[k, d_model]`` vector, added once at ``k`` prompt
 positions, has none.
+
+Where llama.cpp and ActAdd's ``positions="all"`` differ: llama.cpp adds every direction at every
+position it evaluates, the one at position 0 (the start token) included, while ``"all"`` leaves
+the start token alone; and llama.cpp adds a ``direction.{n_layers - 1}`` after the last block,
+which ActAdd cannot. tests/core/test_llama_cpp.py runs exported and imported files in llama.cpp
+itself (through llama-cpp-python) on the embedded SmolLM2 and checks both differences.
 """
 
 from __future__ import annotations
@@ -58,6 +64,14 @@ def export_gguf(model: TransformersModel, vectors: Steerable, path: str | Path) 
     :class:`Steering` adds them. Each is written scaled by its coefficient, so a strength of 1
     in llama.cpp or repeng adds what ActAdd adds. ``controlvector.model_hint`` is the model's
     ``config.model_type`` (repeng's hint).
+
+    llama.cpp (``--control-vector``, or ``llama_set_adapter_cvec`` filled as its loader fills
+    it) adds the file at every position it evaluates, the start token included: it steers as
+    ``positions="all"`` does plus a row on the start token, which ``"all"`` leaves alone and
+    which moves the next token measurably. Give it ActAdd's tokens (the start token first:
+    llama.cpp adds none of its own for SmolLM2). Its ``--control-vector-layer-range`` counts
+    llama.cpp's blocks, ActAdd's layer minus one. tests/core/test_llama_cpp.py checks both
+    semantics in llama.cpp itself on the embedded model.
     """
     info = model_info(model)
     summed: dict[int, torch.Tensor] = {}

@@ -26,7 +26,7 @@ from actadd.models import blocks, check_context, input_device, model_info, resol
 from actadd.steer import encode
 from actadd.vectors import DirectionVector, MeanOfPairs, SteeringVector
 
-__all__ = ["REDUCTIONS", "Reduction", "mean_difference", "residual_stream", "steering_vector"]
+__all__ = ["REDUCTIONS", "Reduction", "mean_difference", "residual_norms", "residual_stream", "steering_vector"]
 
 # A reduction takes one text's residual stream ``[n_tokens, d_model]`` (the start token at row 0)
 # and returns the rows it is read at ``[m, d_model]``; the text's reading is their mean.
@@ -71,6 +71,39 @@ def residual_stream(
         for row, i in enumerate(batch):
             out[i] = resid[row, : len(ids[i])]
     return out
+
+
+def residual_norms(model: TransformersModel, texts: str | Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
+    """The mean norm of the residual stream at the input of every block, ``[n_layers]``: over the
+    texts' tokens after the start token (which carries an outsized norm), each token weighted
+    alike. On a fixed reference sample of texts this is the one scale every kind of vector's
+    strength is measured against: its ``added_norm`` over this, at its layer."""
+    texts = strings(texts, "texts")
+    info = model_info(model)
+    batch_size = integer(batch_size, "batch_size", minimum=1)
+    ids = [encode(model, t) for t in texts]
+    if short := [t for t, i in zip(texts, ids) if len(i) < 2]:
+        raise ValueError(f"texts must have at least one token, got {short[0]!r}")
+    check_context(ids, info)
+    total, count = torch.zeros(info.n_layers, dtype=torch.float64), 0
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for lo in range(0, len(order), batch_size):
+        batch = [ids[i] for i in order[lo : lo + batch_size]]
+        width = max(len(s) for s in batch)
+        input_ids = torch.tensor([s + [info.pad_token_id] * (width - len(s)) for s in batch])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch])
+        content = mask.bool().clone()
+        content[:, 0] = False  # the start token
+        device = input_device(model)
+        saved = []
+        with torch.no_grad(), model.trace({"input_ids": input_ids.to(device), "attention_mask": mask.to(device)},
+                                          remote=info.remote):  # fmt: skip
+            for layer in range(info.n_layers):
+                saved.append(blocks(model)[layer].input.norm(dim=-1).save())
+        for layer, norms in enumerate(saved):
+            total[layer] += norms.detach().double().cpu()[content].sum()
+        count += int(content.sum())
+    return (total / count).float()
 
 
 def steering_vector(

@@ -54,7 +54,7 @@ def generate(
     batch_size: int = 128,
     positions: Positions = "front",
     chat: bool = False,
-    pad_prompts: bool = False,
+    pad_prompts: bool | int = False,
     progress: bool = True,
     logits_processors: Sequence[LogitsProcessor] = (),
 ) -> list[str]:
@@ -69,14 +69,16 @@ def generate(
     prompt position after the start token and at every decoded token. ``chat=True`` formats each
     prompt as a user turn of the tokenizer's chat template, with the assistant's generation
     prompt after it; a front vector's row ``j >= 1`` then lands on the content's ``j``-th token.
-    A prompt shorter than a vector is an error unless ``pad_prompts``: the original code's pad
-    mode, ``k - 1`` space tokens inserted after the start token (before a chat prompt's content)
-    of every row steered by a ``k``-token ActAdd vector, so that the vector's rows land on the
-    spaces, never on the prompt's text. The comparison studies (04, 05) pad, as the original
-    code did for prompts it did not write itself; 00-03 steer prompts written for their pairs
-    and do not.
+    A prompt shorter than a vector is an error unless ``pad_prompts``, the original code's pad
+    mode: ``True`` inserts ``k - 1`` space tokens after the start token (before a chat prompt's
+    content) of every row steered by a ``k``-token ActAdd vector, so that the vector's rows land
+    on the spaces, never on the prompt's text; an int ``n`` inserts ``n`` spaces in every row,
+    steered or not, so that an unsteered baseline sees the same padded prompt, as the original's
+    experiments scored it. The comparison studies (04, 05) pad every method's rows by their
+    longest ActAdd vector's ``k - 1``, since their prompts are not written for a pair; 00-03
+    steer prompts written for their pairs and do not pad.
     ``logits_processors`` run on each step's logits before the sampler (e.g. a decoding-time
-    baseline such as ``actadd.studies.harness.baselines.PrefixContrast``), so the same seeded draws apply.
+    baseline such as ``actadd.studies.protocol.baselines.PrefixContrast``), so the same seeded draws apply.
     ``freq_penalty_counts`` is ``"completion"`` (OpenAI's rule) or ``"prompt_and_completion"``
     (the original ActAdd code's, which also counted the prompt and start token). A completion
     stops at the model's end token or its document separator (``ModelInfo.stop_token_ids``).
@@ -107,8 +109,13 @@ def generate(
     info = model_info(model)
     rows = row_steerings(len(prompts), vectors, row_vectors)
     encoded = [encode_prompt(model, p, chat=chat) for p in prompts]
-    if pad_prompts:
-        encoded = [pad_to_vectors(e, s, info.space_token_id) for e, s in zip(encoded, rows)]
+    if pad_prompts is not False:
+        spaces = (
+            None
+            if pad_prompts is True
+            else integer(pad_prompts, "pad_prompts (True, or a number of spaces)", minimum=0)
+        )
+        encoded = [pad_to_vectors(e, s, info.space_token_id, spaces) for e, s in zip(encoded, rows)]
     check_context([e.ids for e in encoded], info, max_new_tokens)
     completions: list[str] = []
     for lo in tqdm(range(0, len(encoded), batch_size), desc="generate", disable=not progress, leave=False):

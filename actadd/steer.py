@@ -178,18 +178,22 @@ def row_steerings(
     return [None if v is None else as_steering(v) for v in row_vectors]
 
 
-def pad_to_vectors(prompt: Encoded, steering: Steering | None, space_token_id: int) -> Encoded:
+def pad_to_vectors(
+    prompt: Encoded, steering: Steering | None, space_token_id: int, spaces: int | None = None
+) -> Encoded:
     """The original code's pad mode (``pad_tokens_to_match_activation_additions``): insert
     ``k - 1`` space tokens after ``prompt.first`` (the start token, or the token before a chat
     prompt's content), ``k`` the length of the row's longest ActAdd vector, so that the vector's
-    rows after the start token land on the spaces and none overlaps the prompt's own text.
-    A row without an ActAdd vector is left as it is."""
-    k = max((v.k for v in steering or () if isinstance(v, SteeringVector)), default=0)
-    if k <= 1:
+    rows after the start token land on the spaces and none overlaps the prompt's own text; a row
+    without an ActAdd vector is left as it is. ``spaces`` inserts that many instead, steered or
+    not (a baseline padded like the rows it is compared with)."""
+    if spaces is None:
+        spaces = max((v.k for v in steering or () if isinstance(v, SteeringVector)), default=1) - 1
+    if spaces <= 0:
         return prompt
     at = prompt.first + 1
-    ids = [*prompt.ids[:at], *[space_token_id] * (k - 1), *prompt.ids[at:]]
-    return Encoded(ids, prompt.first, prompt.end + k - 1)
+    ids = [*prompt.ids[:at], *[space_token_id] * spaces, *prompt.ids[at:]]
+    return Encoded(ids, prompt.first, prompt.end + spaces)
 
 
 def additions(

@@ -172,6 +172,18 @@ class SteeringVector(_Vector):
         return self.vector.shape[0]
 
     @property
+    def added_norm(self) -> float:
+        """The norm it adds per steered position: the mean row norm over rows 1..k-1 (row 0, on
+        the start token, cancels), the rows a prompt's own tokens receive."""
+        rows = self.vector[1:] if self.k > 1 else self.vector
+        return float(rows.float().norm(dim=-1).mean())
+
+    @property
+    def total_added_norm(self) -> float:
+        """The norm it adds to one completion in all: every row once, in the prompt pass."""
+        return float(self.vector.float().norm(dim=-1).sum())
+
+    @property
     def label(self) -> str:
         return f"steering vector {self.p_plus!r} - {self.p_minus!r}"
 
@@ -250,6 +262,11 @@ class DirectionVector(_Vector):
                 f"a DirectionVector is [d_model], got shape {tuple(self.vector.shape)}: a [k, d_model] ActAdd "
                 "vector is a SteeringVector"
             )
+
+    @property
+    def added_norm(self) -> float:
+        """The norm it adds per steered position (it is added at every position after the start token)."""
+        return float(self.vector.float().norm())
 
     @property
     def label(self) -> str:

@@ -1,6 +1,12 @@
-"""Shared fixtures: the real embedded model, and GPT-2's architecture with random weights."""
+"""Shared fixtures: the real embedded model, and GPT-2's architecture with random weights; and
+a check that no test leaves a global setting changed."""
 
 from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +19,72 @@ torch.set_num_threads(2)
 
 # Fixtures that load an embedded model: a test that uses one is slow, whether or not it says so.
 MODEL_FIXTURES = {"smol", "gemma", "smol_bf16", "gemma_bf16"}
+
+
+# Environment variables the package reads (the cache folder, the Colab switch, the hub's).
+WATCHED_ENVIRONMENT = ("ACTADD_", "HF_", "XDG_CACHE_HOME")
+# matplotlib resolves its backend on the first figure: not a setting a test chose.
+UNWATCHED_RC = {"backend"}
+SETTINGS = ("threads", "default dtype", "grad enabled", "working directory")
+
+
+def _global_settings() -> dict[str, Any]:
+    """The process-wide settings a test could leave changed for the tests after it; matplotlib's
+    rcParams once matplotlib is imported."""
+    matplotlib = sys.modules.get("matplotlib")
+    return {
+        "threads": torch.get_num_threads(),
+        "default dtype": torch.get_default_dtype(),
+        "grad enabled": torch.is_grad_enabled(),
+        "working directory": os.getcwd(),
+        "os.environ": {k: v for k, v in os.environ.items() if k.startswith(WATCHED_ENVIRONMENT)},
+        "matplotlib.rcParams": None if matplotlib is None
+        else {k: v for k, v in dict.items(matplotlib.rcParams) if k not in UNWATCHED_RC},
+    }  # fmt: skip
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    changes = [f"{name}: {before[name]!r} -> {after[name]!r}" for name in SETTINGS if before[name] != after[name]]
+    for group in ("os.environ", "matplotlib.rcParams"):
+        old, new = before[group], after[group]
+        if old is not None and new is not None:  # else matplotlib was first imported during the test
+            changes += [f"{group}[{k!r}]: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+                        for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]  # fmt: skip
+    return changes
+
+
+def _restore(settings: dict[str, Any]) -> None:
+    torch.set_num_threads(settings["threads"])
+    torch.set_default_dtype(settings["default dtype"])
+    torch.set_grad_enabled(settings["grad enabled"])
+    os.chdir(settings["working directory"])
+    for key in [k for k in os.environ if k.startswith(WATCHED_ENVIRONMENT)]:
+        del os.environ[key]
+    os.environ.update(settings["os.environ"])
+    if settings["matplotlib.rcParams"] is not None:
+        dict.update(sys.modules["matplotlib"].rcParams, settings["matplotlib.rcParams"])
+
+
+@pytest.fixture(autouse=True)
+def global_settings_unchanged() -> Iterator[None]:
+    """Fails a test that leaves a global setting changed, and puts the setting back so that the
+    tests after it run as they would alone."""
+    before = _global_settings()
+    yield
+    if changes := _changes(before, _global_settings()):
+        _restore(before)
+        more = f"; and {len(changes) - 6} more" if len(changes) > 6 else ""
+        pytest.fail("the test left global settings changed: " + "; ".join(changes[:6]) + more, pytrace=False)
+
+
+@pytest.fixture
+def plot_settings_restored() -> Iterator[None]:
+    """For a test that opens a study: ``Study`` sets seaborn's theme for all of a notebook's
+    figures, and a test puts matplotlib's settings back."""
+    import matplotlib
+
+    with matplotlib.rc_context():
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -112,6 +112,7 @@ def test_import_actadd_loads_torch_only_when_a_name_needs_it():
         (("run", "--profile", "nope"), "argument --profile: invalid choice: 'nope'"),
         ((), "the following arguments are required: command"),
         (("report", "/nonexistent"), "/nonexistent has no run.json"),
+        (("vector", "/nonexistent.csv", "--layer", "3", "--out", "v.gguf"), "/nonexistent.csv does not exist"),
     ],
 )
 def test_usage_errors_come_back_without_importing_torch(args, message):
@@ -205,7 +206,7 @@ def test_badges_command_rewrites_a_stale_address(tmp_path):
 
 
 # The studies layer's tiers, lowest first: a module imports only from its own tier or lower ones.
-TIERS = ("evaluation", "data", "harness", "pipeline")
+TIERS = ("evaluation", "data", "presentation", "lifecycle", "protocol", "sections", "pipeline")
 
 
 def test_the_studies_tiers_import_one_way():
@@ -222,3 +223,56 @@ def test_the_studies_tiers_import_one_way():
         if tier(name) is not None and tier(dep) is not None and tier(dep) > tier(name)  # type: ignore[operator]
     )
     assert upward == []
+    studies = {p.name for p in (PACKAGE / "studies").iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert studies == set(TIERS), "a new folder of the studies layer needs its place among the tiers"
+
+
+def _core_names_imported_by_the_studies() -> list[tuple[str, str, str]]:
+    """(studies module, core module, name) for every name a studies module imports from the core."""
+    found = []
+    for path in (PACKAGE / "studies").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and node.module
+                and node.module.startswith("actadd")
+            ):
+                if not node.module.startswith("actadd.studies"):
+                    found += [(str(path.relative_to(PACKAGE)), node.module, a.name) for a in node.names]
+            elif isinstance(node, ast.Import):
+                found += [(str(path.relative_to(PACKAGE)), a.name, "") for a in node.names
+                          if a.name.startswith("actadd.") and not a.name.startswith("actadd.studies")]  # fmt: skip
+    return found
+
+
+def test_the_studies_use_the_cores_public_names_only():
+    """A studies module imports from the core only what ``actadd.__all__`` or the core module's
+    own ``__all__`` lists: the studies are a user of the package like any other."""
+    private = []
+    for where, module, name in _core_names_imported_by_the_studies():
+        public = importlib.import_module(module).__dict__.get("__all__")
+        if module.split(".")[-1].startswith("_") or public is None or (name and name not in public):
+            private.append(f"{where}: {module}.{name}")
+    assert private == []
+
+
+# Modules that read JSON that is not a run's: the packaged corpora, a classifier's config inside
+# its weights file, a notebook's cells, the judges' own cache of measured accuracies, and the
+# pairs file of `python -m actadd vector`.
+JSON_READERS = {"studies/lifecycle/record.py", "studies/data/corpora.py", "studies/evaluation/toxicity.py",
+                "studies/lifecycle/parameters.py", "studies/protocol/judges.py",
+                "studies/pipeline/vector.py"}  # fmt: skip
+
+
+def test_no_module_but_the_record_type_reads_a_runs_json():
+    readers = set()
+    for path in (PACKAGE / "studies").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "json":
+                if node.attr in ("load", "loads"):
+                    readers.add(str(path.relative_to(PACKAGE)))
+    assert readers <= JSON_READERS
+    for name in JSON_READERS - {"studies/lifecycle/record.py"}:
+        text = (PACKAGE / name).read_text()
+        assert not any(f in text for f in ("claims.json", "headline.json", "run.json")), name

@@ -53,7 +53,6 @@ def completions_table(
         n_samples,
         seed=seed,
         max_new_tokens=max_new_tokens,
-        pad_prompts=True,
         progress=False,
     )
     label = f"steered: {p_plus!r} - {p_minus!r}, layer {vector.layer}, c = {coeff:g}"

@@ -379,6 +379,22 @@ def test_chat_needs_a_chat_template_and_a_context_to_score(gpt2_random, gpt2_cha
         actadd.logprobs(gpt2_chat, [" I do."], chat=True)
 
 
+def test_pad_prompts_as_a_number_pads_every_row_alike(gpt2_random):
+    """An int pads steered and unsteered rows with that many spaces, so a baseline sees the
+    padded prompt its steered rows see: c = 0 with padding is the unsteered model with padding."""
+    model = gpt2_random
+    v = actadd.steering_vector(model, " one two three", "", layer=1, coeff=3.0)
+    greedy = dict(temperature=0, freq_penalty=0, max_new_tokens=3, progress=False)
+    padded = actadd.generate(model, ["Hi", "Hello"], row_vectors=[0.0 * v, None], pad_prompts=3, **greedy)
+    plain = actadd.generate(model, ["Hi", "Hello"], pad_prompts=3, **greedy)
+    assert padded == plain
+    assert plain != actadd.generate(model, ["Hi", "Hello"], **greedy)  # the spaces change the prompt
+    ids = pad_to_vectors(encode_prompt(model, "Hi"), None, 220, 3).ids
+    assert ids == [50256, 220, 220, 220, *model.tokenizer("Hi").input_ids]
+    with pytest.raises(ValueError, match="pad_prompts"):
+        actadd.generate(model, "Hi", v, pad_prompts=-1, **greedy)
+
+
 # --- The decode loop against transformers' generate
 
 

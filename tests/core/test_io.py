@@ -31,7 +31,7 @@ def test_written_files_follow_the_umask(tmp_path):
 def test_a_results_table_reads_back_row_for_row(tmp_path):
     """Tweets hold bare carriage returns, commas, quotes and newlines: each stays one row."""
     pd = pytest.importorskip("pandas")
-    from actadd.studies.harness.study import save_table
+    from actadd.studies.lifecycle.study import save_table
 
     table = pd.DataFrame(
         {

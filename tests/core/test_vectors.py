@@ -333,3 +333,28 @@ def test_at_relative_norm_rescales_either_kind(gpt2_random, tmp_path):
         imported.at_relative_norm(1.0)
     with pytest.raises(ValueError, match="relative_norm must be a finite number"):
         v.at_relative_norm(-1.0)
+
+
+def test_residual_norms_match_a_plain_torch_read(gpt2_random):
+    """Each layer's mean residual norm over the texts' tokens after the start token, from batches of
+    texts of different lengths, against a hook on each block's input, one text at a time."""
+    model = gpt2_random
+    norms = actadd.residual_norms(model, PROMPTS, batch_size=2)
+    assert norms.shape == (actadd.model_info(model).n_layers,)
+    for layer in range(4):
+        reads = [resid_pre(model, [token_ids(model, p)], layer)[0, 1:].norm(dim=-1) for p in PROMPTS]
+        assert float(norms[layer]) == pytest.approx(float(torch.cat(reads).mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="at least one token"):
+        actadd.residual_norms(model, ["fine", ""])
+
+
+def test_added_norms_say_what_a_vector_adds_per_position_and_per_completion(gpt2_random):
+    model = gpt2_random
+    v = actadd.steering_vector(model, " Love", " Hate and more", layer=2, coeff=2.0)
+    rows = v.vector.float().norm(dim=-1)
+    assert float(rows[0]) == pytest.approx(0.0, abs=1e-6)  # the start token cancels
+    assert v.added_norm == pytest.approx(float(rows[1:].mean()), rel=1e-6)
+    assert v.total_added_norm == pytest.approx(float(rows.sum()), rel=1e-6)
+    assert (3 * v).added_norm == pytest.approx(3 * v.added_norm, rel=1e-6)
+    d = actadd.mean_difference(model, PAIRS, layer=2, reduce="mean")
+    assert d.added_norm == pytest.approx(float(d.vector.float().norm()), rel=1e-6)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from actadd.studies.data import prompts
-from actadd.studies.harness.colab import COLAB_PARAMETERS
+from actadd.studies.lifecycle.colab import COLAB_PARAMETERS
 from actadd.studies.pipeline.runner import NotebookRun, find_notebooks, run_notebooks
 from tests import hub_cache
 

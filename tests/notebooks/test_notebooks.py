@@ -3,12 +3,15 @@ rendered from the numbers, figures and the run report written."""
 
 from __future__ import annotations
 
-import json
+import ast
 import re
 
 import nbformat
+import pandas as pd
 import pytest
 
+from actadd.studies.lifecycle.record import StudyRecord
+from actadd.studies.lifecycle.study import STRICT_FIGURES
 from actadd.studies.pipeline.runner import find_notebooks, run_notebooks
 
 STUDIES = [path.stem for path in find_notebooks()]
@@ -21,18 +24,26 @@ FIGURES = {
     "05_detox": "05_detox_comparison.png",
     "06_overhead": "06_overhead_premium.png",
 }
+# The most resident memory a smoke-profile study may take (its kernel's peak, in its record): the
+# two embedded models and their data fit well within it, and a leak or a full-vocabulary tensor
+# where none belongs would not.
+SMOKE_MEMORY_CEILING_GB = 4.0
 # The comparison studies' own tables, beside the claims every study writes.
 COMPARISON_TABLES = {
     "04_sentiment": ["selection", "comparison", "paired_differences", "steerability", "scorer_accuracy",
-                     "scorer_agreement", "prompts"],
-    "05_detox": ["selection", "comparison", "paired_differences", "steerability", "toxicity_agreement", "prompts"],
+                     "scorer_agreement", "prompts", "samples"],
+    "05_detox": ["selection", "comparison", "paired_differences", "steerability", "toxicity_agreement", "prompts",
+                 "samples"],
 }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    """Every notebook in the smoke profile, a figure with tick labels over one another an error."""
     out = tmp_path_factory.mktemp("studies")
-    return out, run_notebooks(find_notebooks(), profile="smoke", out=out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STRICT_FIGURES, "1")  # the kernels inherit it
+        return out, run_notebooks(find_notebooks(), profile="smoke", out=out)
 
 
 @pytest.mark.slow
@@ -43,17 +54,24 @@ def test_study_runs_and_judges_its_claims(smoke_run, study):
     run = next(r for r in runs if r.notebook == study)
     assert run.status == "ok", run.error
     results = out / study
-    claims = json.loads((results / "claims.json").read_text())["claims"]
-    measured = [c for c in claims if c["estimate"] is not None]
+    record = StudyRecord.load(results)
+    measured = [r for r in record.claims if r.estimate is not None]
     assert measured, "no claim was measured"
-    assert all(c["verdict"] in ("holds", "does not hold", "unresolved") for c in measured)
-    assert all(c["estimate"]["low"] <= c["estimate"]["value"] <= c["estimate"]["high"] for c in measured)
-    prose = (results / "what_it_shows.md").read_text()
+    assert all(r.verdict in ("holds", "does not hold", "unresolved") for r in measured)
+    assert all(r.estimate.low <= r.estimate.value <= r.estimate.high for r in measured)  # type: ignore[union-attr]
+    assert record.finished and record.phases_s and record.paper is not None
+    assert record.peak_memory_gb is not None and 0.1 < record.peak_memory_gb < SMOKE_MEMORY_CEILING_GB
+    assert record.headline["verdicts"] == record.verdicts()
+    prose = record.prose or ""
     assert prose.strip() and "{" not in prose
-    assert (results / FIGURES[study]).is_file()  # in the study's folder only: figures/ is for publish
+    assert FIGURES[study] in record.figures  # in the study's folder only: figures/ is for publish
     report = (out / "report.md").read_text()
-    assert "## Claims" in report and claims[0]["statement"] in report
+    assert "## Claims" in report and record.claims[0].claim.statement in report
     assert (results / "claims.csv").stat().st_size > 0
+    executed = nbformat.read(out / f"{study}.ipynb", as_version=4)
+    shown = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("image/png" in o.get("data", {}) for o in shown), "the executed notebook shows no figure"
+    assert any("text/html" in o.get("data", {}) for o in shown), "the executed notebook shows no table"
 
 
 @pytest.mark.slow
@@ -63,29 +81,74 @@ def test_comparison_studies_write_selection_evaluation_and_judges(smoke_run, stu
     results = out / study
     for name in COMPARISON_TABLES[study]:
         assert (results / f"{name}.csv").stat().st_size > 0, name
-    assert len(list(results.glob("*.png"))) == 3  # selection, comparison, steerability
-    headline = json.loads((results / "headline.json").read_text())
-    record = json.loads((results / "claims.json").read_text())
-    assert all(claim["verdict"] != "not measured" for claim in record["claims"])
-    assert set(headline["headline"]["verdicts"]) == {claim["id"] for claim in record["claims"]}
-    assert headline["records"]["judges"]["agreement"]["n"] > 0
-    assert (results / "what_it_shows.md").read_text().startswith("Steered model:")
+    record = StudyRecord.load(results)
+    assert {f"{study}_{name}.png" for name in ("frontier", "comparison", "steerability")} == set(record.figures)
+    assert all(r.verdict != "not measured" for r in record.claims)
+    assert "text_gate" in record.headline and record.headline["text_gate"]["accuracy"]["n"] > 100
+    assert record.judged_by is not None and "continuations" in record.judged_by.agreement
+    assert (record.prose or "").startswith("Steered model:")
+    samples = pd.read_csv(results / "samples.csv")
+    assert {"unsteered", "prompting", "ActAdd"} <= set(samples.columns) and len(samples) > 0
 
 
 @pytest.mark.parametrize("path", find_notebooks(), ids=lambda p: p.stem)
 def test_notebooks_read_as_paper_sections_with_prose_from_the_numbers(path):
-    """The question, parameters, claims declared before the model loads, and a closing
-    'What it shows' rendered in code: no measured number typed into its markdown."""
+    """The question, parameters, claims declared before the model loads, and a closing section
+    that finishes the study through its module: its claims recorded there, never picked by hand
+    in the notebook, and no measured number typed into its markdown."""
     cells = nbformat.read(path, as_version=4).cells
     sources = [c.source for c in cells]
     assert "**Question.**" in cells[0].source
     assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1
     declare = next(i for i, s in enumerate(sources) if "Study.open(" in s)
-    loads = [i for i, s in enumerate(sources) if "load_model" in s or "load_bench_model(" in s]
+    loads = [
+        i for i, s in enumerate(sources) if "load_model" in s or "study.load_models" in s or ".forward_premium(" in s
+    ]
     assert loads and declare <= min(loads), "claims must be declared before the model runs"
     heading = next(
-        i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("## What it shows")
+        i
+        for i, c in enumerate(cells)
+        if c.cell_type == "markdown" and c.source.startswith("## Claims, and what it shows")
     )
     assert not re.search(r"\d", cells[heading].source)
-    closing = cells[heading + 1].source
-    assert "study.prose(" in closing
+    assert re.search(r"\w+\.finish\(", cells[heading + 1].source)
+    assert not any("study.record(" in s or "study.prose(" in s for s in sources), "a section module records claims"
+
+
+def _code(path) -> list[str]:
+    """A notebook's code cells as Python: an IPython magic line (%pip) becomes a ``pass``."""
+    cells = nbformat.read(path, as_version=4).cells
+    return ["\n".join(re.sub(r"^(\s*)%.*", r"\1pass", line) for line in c.source.splitlines())
+            for c in cells if c.cell_type == "code"]  # fmt: skip
+
+
+def test_the_notebooks_narrate_and_the_package_computes():
+    """All notebooks together hold at most 500 non-blank lines of code and define no function
+    or class: the logic lives in their section modules, once."""
+    lines = sum(1 for path in find_notebooks() for cell in _code(path) for line in cell.splitlines() if line.strip())
+    assert lines <= 500, f"{lines} non-blank lines of code in the notebooks"
+    for path in find_notebooks():
+        for cell in _code(path):
+            defined = [
+                n for n in ast.walk(ast.parse(cell)) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.Lambda)
+            ]
+            assert not defined, f"{path.name} defines {[getattr(n, 'name', 'a lambda') for n in defined]}"
+
+
+def test_the_notebooks_are_committed_without_outputs():
+    for path in find_notebooks():
+        cells = nbformat.read(path, as_version=4).cells
+        assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c.cell_type == "code"), path.name
+
+
+def test_every_published_study_has_its_executed_notebook():
+    from actadd.studies.lifecycle.record import study_folders
+    from actadd.studies.pipeline.publish import RESULTS
+
+    folders = [f for model in (RESULTS / "default").iterdir() for f in study_folders(model)]
+    assert folders, "nothing is published"
+    for folder in folders:
+        notebook = folder / f"{folder.name}.ipynb"
+        assert notebook.is_file(), f"{folder} has no executed notebook"
+        executed = nbformat.read(notebook, as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), f"{notebook} has no outputs"

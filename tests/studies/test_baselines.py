@@ -7,7 +7,7 @@ import torch
 from transformers import LogitsProcessor
 
 import actadd
-from actadd.studies.harness.baselines import PrefixContrast, prompted
+from actadd.studies.protocol.baselines import PrefixContrast, prompted
 
 PROMPTS = ["The movie was", "I think that the food here is really", "Yesterday"]
 PREFIX = "The following text is very happy and positive:\n"

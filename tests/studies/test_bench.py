@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import actadd
 from actadd.studies.evaluation import limits, overhead
+from actadd.studies.pipeline import bench
 from actadd.studies.pipeline.cli import main as cli
 from actadd.studies.pipeline.cli import thread_counts
+
+
+@pytest.fixture
+def threads_restored():
+    """The bench sets torch's thread count for the whole process; put it back after."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 def test_premium_is_ratio_minus_one():
@@ -66,23 +76,100 @@ def test_timed_paths_compute_the_same_logits():
     torch.testing.assert_close(steered, hooked, rtol=0, atol=1e-5)
     assert (steered - base).abs().max() > 1e-3
     assert overhead.check_paths_agree(paths) <= 1e-5
-    with pytest.raises(ValueError, match="disagree"):
-        overhead.check_paths_agree({**paths, "hook": paths["base"]})
+    for unsteered in ("hook", "actadd"):  # either path failing to steer is refused
+        with pytest.raises(ValueError, match="disagree"):
+            overhead.check_paths_agree({**paths, unsteered: paths["base"]})
     times = overhead.forward_premium(model, batch=2, seq_len=12, passes=1, seeds=[0], warmup=0)
     assert {k: len(v) for k, v in times.items()} == {"base": 1, "actadd": 1, "hook": 1}
     with pytest.raises(ValueError, match="seq_len 3"):
         overhead.forward_premium(model, batch=1, seq_len=3, passes=1, seeds=[0])
 
 
-@pytest.fixture
-def restore_threads():
-    """The bench sets torch's thread count; the tests after it run with the count they had."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def test_forward_premium_refuses_to_time_paths_that_disagree(gpt2_random, monkeypatch):
+    def unsteered_hook(model, vector, ids):
+        paths = forward_paths(model, vector, ids)
+        return {**paths, "hook": paths["base"]}
+
+    forward_paths, timed = overhead.forward_paths, []
+    monkeypatch.setattr(overhead, "forward_paths", unsteered_hook)
+    monkeypatch.setattr(overhead, "time_interleaved", lambda *args, **kwargs: timed.append(args))
+    with pytest.raises(ValueError, match="disagree"):
+        overhead.forward_premium(gpt2_random, batch=1, seq_len=8, passes=1, seeds=[0])
+    assert timed == []
 
 
-def test_bench_quick_prints_table_and_writes_json_per_thread_count(tmp_path, capsys, restore_threads):
+FORWARD_ROW = {
+    "model": "gpt2-tiny", "batch": 2, "parameters": 5e6, "extra_ms": 0.1, "premium": 0.005, "premium_low": -0.01,
+    "premium_high": 0.02, "nnsight_over_hook": 1.01, "nnsight_over_hook_low": 0.99, "nnsight_over_hook_high": 1.03,
+    "vector_over_pair_forward": 1.1, "vector_low": 1.0, "vector_high": 1.3,
+}  # fmt: skip
+# Timed seconds per repeat: HF's generate, the package's steered generate, one prompt at a time.
+GENERATION_TIMES = {"hf": [1.0, 1.9, 3.0], "actadd": [2.0, 2.0, 2.5], "one_at_a_time": [4.0, 6.0, 7.5]}
+SWEEP_TIMES = {"one_setting_at_a_time": [3.4, 3.6, 4.5], "per_row": [2.0, 2.0, 2.5]}
+
+
+def test_run_bench_computes_each_ratio_from_the_timed_paths(gpt2_random, tmp_path, monkeypatch, threads_restored):
+    calls = {}
+    monkeypatch.setattr(bench, "premium_table", lambda models, **kwargs: (pd.DataFrame([FORWARD_ROW]), {}))
+    monkeypatch.setattr(bench, "load_bench_model", lambda name, **kwargs: gpt2_random)
+    monkeypatch.setattr(bench, "generation_cost", lambda model, prompts, **kwargs: GENERATION_TIMES)
+
+    def sweep_cost(model, *, layers, **kwargs):
+        calls["layers"] = layers
+        return SWEEP_TIMES
+
+    monkeypatch.setattr(bench, "sweep_cost", sweep_cost)
+    config = bench.BenchConfig(**{**bench.BenchConfig.quick().__dict__, "threads": 1, "sweep_layers": (1, 3, 9)})
+    record = bench.run_bench(config, tmp_path)
+    assert record["threads"] == torch.get_num_threads() == 1
+    g = record["generation"]
+    # hf / actadd times: the steered throughput over HF's; one at a time / batched: the batching's gain.
+    assert g["steered_vs_hf_throughput"]["median"] == pytest.approx(0.95)  # of 0.5, 0.95, 1.2
+    assert g["batched_vs_one_at_a_time"]["median"] == pytest.approx(3.0)  # of 2, 3, 3
+    assert g["sweep_speedup"]["median"] == pytest.approx(1.8)  # of 1.7, 1.8, 1.8
+    n_tokens = config.n_prompts * config.max_new_tokens
+    assert g["tokens_per_s"]["hf"]["median"] == pytest.approx(n_tokens / 1.9)
+    assert calls["layers"] == [1, 3] and g["sweep_settings"] == 3  # the random GPT-2 has 4 layers; and the baseline
+    assert record["targets"] == {
+        "forward_premium_within_1pct": True,
+        "vector_at_most_1.2x_pair_forward": True,
+        "steered_generation_at_least_0.97x": False,
+        "sweep_at_least_1.7x": True,
+    }
+    written = json.loads((tmp_path / "bench-1-threads.json").read_text())
+    assert written == json.loads(json.dumps({k: v for k, v in record.items() if k != "path"}))
+    table = bench.format_table(record)
+    assert "gpt2-tiny" in table and "+0.50 [-1.00, +2.00]" in table  # the premium in percent, with its interval
+    assert "steered_generation_at_least_0.97x MISSED" in table and "sweep_at_least_1.7x ok" in table
+
+
+@pytest.mark.parametrize(
+    "change, target, met",
+    [
+        ({"premium": 0.01}, "forward_premium_within_1pct", True),
+        ({"premium": -0.01}, "forward_premium_within_1pct", True),
+        ({"premium": 0.0101}, "forward_premium_within_1pct", False),
+        ({"premium": -0.0101}, "forward_premium_within_1pct", False),
+        ({"vector_over_pair_forward": 1.2}, "vector_at_most_1.2x_pair_forward", True),
+        ({"vector_over_pair_forward": 1.21}, "vector_at_most_1.2x_pair_forward", False),
+        ({"steered": 0.97}, "steered_generation_at_least_0.97x", True),
+        ({"steered": 0.969}, "steered_generation_at_least_0.97x", False),
+        ({"sweep": 1.7}, "sweep_at_least_1.7x", True),
+        ({"sweep": 1.69}, "sweep_at_least_1.7x", False),
+    ],
+)
+def test_each_target_reads_its_own_median_at_its_edge(change, target, met):
+    # Two models, one of them changed: a forward target holds only if it holds for every model.
+    met_by_all = {**FORWARD_ROW, "premium": 0.0, "vector_over_pair_forward": 1.0}
+    changed = {**met_by_all, **{k: v for k, v in change.items() if k in FORWARD_ROW}}
+    summary = {"low": 0.0, "high": 9.0, "n": 3}
+    generation = {"steered_vs_hf_throughput": {**summary, "median": change.get("steered", 1.0)},
+                  "sweep_speedup": {**summary, "median": change.get("sweep", 2.0)}}  # fmt: skip
+    targets = bench.targets([met_by_all, changed], generation)
+    assert targets == {name: met if name == target else True for name in targets}
+
+
+def test_bench_quick_prints_table_and_writes_json_per_thread_count(tmp_path, capsys, threads_restored):
     assert cli(["bench", "--quick", "--threads", "2,1", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert printed.index("threads: 2") < printed.index("threads: 1")
@@ -104,7 +191,7 @@ def test_bench_quick_prints_table_and_writes_json_per_thread_count(tmp_path, cap
     for key in ("steered_vs_hf_throughput", "batched_vs_one_at_a_time", "sweep_speedup"):
         assert set(g[key]) == summary_keys and g[key]["median"] > 0
     assert set(g["tokens_per_s"]) == {"hf", "actadd", "one_at_a_time"}
-    assert all(isinstance(ok, bool) for ok in record["targets"].values())
+    assert record["targets"] == bench.targets(record["forward"], record["generation"])
     # Each path beside the limit at its own shape: generation's matmul has the batch's rows.
     t = record["throughput"]
     assert t["model"] == "gpt2-tiny" and t["dtype"] == "bfloat16" and t["parameters"] == forward["parameters"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ from statsmodels.stats.proportion import proportion_confint
 import actadd
 from actadd.studies.evaluation import stats
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import claims, formatting, prose
+from actadd.studies.lifecycle import claims
+from actadd.studies.lifecycle.record import StudyRecord
+from actadd.studies.presentation import formatting, prose
 
 
 def test_a_proportion_of_zero_has_a_nonzero_upper_bound():
@@ -72,6 +75,48 @@ def test_verdicts_follow_the_interval(criterion, interval, verdict):
     assert criterion.verdict(Estimate((low + high) / 2, low, high, 32, "test")) == verdict
 
 
+@pytest.mark.parametrize(
+    "criterion, interval, verdict",
+    [
+        # above(t) holds only when the whole interval is strictly above t
+        (claims.above(0.5), (0.5, 0.7), "unresolved"),
+        (claims.above(0.5), (0.5000001, 0.7), "holds"),
+        (claims.above(0.5), (0.3, 0.5), "does not hold"),
+        (claims.above(0.5), (0.3, 0.5000001), "unresolved"),
+        # below(t): the mirror image
+        (claims.below(0.5), (0.3, 0.5), "unresolved"),
+        (claims.below(0.5), (0.3, 0.4999999), "holds"),
+        (claims.below(0.5), (0.5, 0.7), "does not hold"),
+        (claims.below(0.5), (0.4999999, 0.7), "unresolved"),
+        # within(a, b): the margin's ends belong to it
+        (claims.within(0.9, 1.1), (0.9, 1.1), "holds"),
+        (claims.within(0.9, 1.1), (0.8999999, 1.0), "unresolved"),
+        (claims.within(0.9, 1.1), (1.0, 1.1000001), "unresolved"),
+        (claims.within(0.9, 1.1), (0.5, 1.2), "unresolved"),  # wider than the margin on both sides
+        (claims.within(0.9, 1.1), (0.7, 0.9), "unresolved"),  # touches the margin
+        (claims.within(0.9, 1.1), (0.7, 0.8999999), "does not hold"),
+        (claims.within(0.9, 1.1), (1.1000001, 1.3), "does not hold"),
+    ],
+)
+def test_verdicts_at_the_edges_of_the_criterion(criterion, interval, verdict):
+    low, high = interval
+    assert criterion.verdict(Estimate((low + high) / 2, low, high, 32, "test")) == verdict
+
+
+@pytest.mark.parametrize("criterion", [claims.above(0.5), claims.below(0.5), claims.within(0.4, 0.6)])
+@pytest.mark.parametrize("low, high", [(math.nan, math.nan), (math.nan, 0.3), (0.55, math.nan), (0.45, math.nan)])
+def test_an_interval_with_a_nan_end_is_unresolved(criterion, low, high):
+    """Too few prompts for an interval (NaN ends) is never a verdict either way, whatever the value."""
+    for value in (0.45, 0.55, 0.9):
+        assert criterion.verdict(Estimate(value, low, high, 1, "too few prompts for an interval")) == "unresolved"
+
+
+def test_a_nan_interval_stays_unresolved_through_the_record_and_its_table(tmp_path):
+    record = claims.ClaimsRecord.declare("z", tmp_path, [claims.Claim("z.a", "s", "p", "m", claims.above(0.0))])
+    assert record.record("z.a", Estimate(0.9, math.nan, math.nan, 1, "too few prompts for an interval")) == "unresolved"
+    assert StudyRecord.load(tmp_path).table()["verdict"].tolist() == ["unresolved"]
+
+
 def test_claims_are_written_before_they_are_measured(tmp_path):
     declared = [
         claims.Claim("x.best", "Best layer > 90%", "> 90%", "success on fresh draws", claims.above(0.9), "percent"),
@@ -82,7 +127,7 @@ def test_claims_are_written_before_they_are_measured(tmp_path):
     assert [c["verdict"] for c in written["claims"]] == ["not measured"] * 2 and written["declared_at"]
     assert record.record("x.best", stats.proportion(31, 32)) == "unresolved"
     assert record.record("x.base", stats.proportion(0, 128)) == "holds"
-    table = claims.claims_table([claims.load_claims(tmp_path / "claims.json")])
+    table = StudyRecord.load(tmp_path).table()
     columns = ["study", "claim", "the paper", "measured [95% CI]", "half-width", "criterion", "verdict", "note"]
     assert table.columns.tolist() == columns
     assert table["verdict"].tolist() == ["unresolved", "holds"]

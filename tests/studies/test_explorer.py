@@ -26,7 +26,7 @@ def test_fallback_without_ipywidgets_prints_and_returns_the_table(monkeypatch, c
     assert list(table.columns) == ["unsteered", steered]
     # The same seeds as generate(): the columns are the unsteered and the steered completions.
     vector = actadd.steering_vector(gpt2_random, " Love", " Hate", layer=1, coeff=4.0)
-    kwargs = dict(max_new_tokens=4, seed=actadd.row_seeds(5, 2), progress=False, pad_prompts=True)
+    kwargs = dict(max_new_tokens=4, seed=actadd.row_seeds(5, 2), progress=False)
     assert table["unsteered"].tolist() == actadd.generate(gpt2_random, [SETTINGS["prompt"]] * 2, None, **kwargs)
     assert table[steered].tolist() == actadd.generate(gpt2_random, [SETTINGS["prompt"]] * 2, vector, **kwargs)
     out = capsys.readouterr().out

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import formatting
-from actadd.studies.harness.prose import render
+from actadd.studies.presentation import formatting
+from actadd.studies.presentation.prose import render
 
 GAIN = Estimate(0.052, 0.011, 0.094, 100, "bootstrap")
 

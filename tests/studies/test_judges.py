@@ -16,7 +16,7 @@ import actadd
 from actadd.studies.data import sentiment_prompts
 from actadd.studies.evaluation import scorers
 from actadd.studies.evaluation.stats import proportion
-from actadd.studies.harness import judges
+from actadd.studies.protocol import judges
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import torch
 import actadd
 from actadd.studies.evaluation import metrics, scorers, stats
 from actadd.studies.evaluation import text as text_helpers
-from actadd.studies.harness import judges
+from actadd.studies.protocol import judges
 
 
 @pytest.fixture(autouse=True)

@@ -5,17 +5,28 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
-from actadd.studies.harness import plots
+from actadd.studies.presentation import plots
 
 TABLE = pd.DataFrame({
     "setting": ["unsteered", "layer 6, c = 2.5 (relative norm 3)", "layer 14, c = 4"],
     "norm": [0.5, 1.0, 2.0], "success": [0.1, 0.5, 0.9], "success_low": [0.0, 0.3, 0.7],
     "success_high": [0.3, 0.7, 1.0], "layer": [6, 6, 14],
 })  # fmt: skip
+
+
+def _horizontal_bars(ax) -> np.ndarray:
+    """(y, low, high) of every horizontal error bar drawn on ``ax``."""
+    rows = []
+    for container in ax.containers:
+        for segment in container.lines[2][0].get_segments():
+            (x0, y0), (x1, _) = segment
+            rows.append((y0, min(x0, x1), max(x0, x1)))
+    return np.array(sorted(rows))
 
 
 def _bars(ax) -> np.ndarray:
@@ -73,5 +84,33 @@ def test_paired_differences_draw_each_comparison_against_zero():
                           "low": [0.02, -0.1], "high": [0.2, 0.01], "group": ["a", "a"]})  # fmt: skip
     _, axes = plots.panels(1, title="t")
     plots.paired_differences(axes[0, 0], table, label="pts", title="d", scale=100)
-    np.testing.assert_allclose(sorted(_bars(axes[0, 0])[:, 1]), sorted(100 * table.low))
-    assert any(np.allclose(line.get_ydata(), 0) for line in axes[0, 0].get_lines())
+    np.testing.assert_allclose(sorted(_horizontal_bars(axes[0, 0])[:, 1]), sorted(100 * table.low))
+    assert any(np.allclose(line.get_xdata(), 0) for line in axes[0, 0].get_lines())  # the zero line
+    assert [t.get_text() for t in axes[0, 0].get_yticklabels()] == ["ActAdd − unsteered", "ActAdd − prompting"]
+
+
+def test_overlapping_tick_labels_are_found_and_a_horizontal_panel_has_none():
+    names = [f"mean difference at setting {i} of a long grid" for i in range(8)]
+    table = pd.DataFrame({"setting": names, "v": np.linspace(0, 1, 8), "v_low": 0.0, "v_high": 1.0})
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.errorbar(range(8), table.v, fmt="o")
+    ax.set_xticks(range(8), names)  # eight long labels under one narrow panel: drawn over one another
+    assert plots.overlapping_tick_labels(fig)
+    fig, axes = plots.panels(1, title="t", panel=(6, 5))
+    plots.by_setting(axes[0, 0], table, "setting", "v", horizontal=True)
+    assert plots.overlapping_tick_labels(fig) == []
+    assert axes[0, 0].get_yticklabels()[0].get_text().startswith("mean difference at")
+
+
+@pytest.mark.usefixtures("plot_settings_restored")  # a Study sets seaborn's theme
+def test_a_study_refuses_a_figure_with_overlapping_labels_when_strict(tmp_path, monkeypatch):
+    from actadd.studies.lifecycle.study import STRICT_FIGURES, Study
+
+    study = Study("x", {"results_dir": str(tmp_path), "seed": 0})
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_xticks(range(6), [f"a long tick label {i}" for i in range(6)])
+    with pytest.warns(UserWarning, match="tick labels drawn over one another"):
+        study.figure(fig, "crowded")
+    monkeypatch.setenv(STRICT_FIGURES, "1")
+    with pytest.raises(ValueError, match="wrap, rotate or turn the panel horizontal"):
+        study.figure(fig, "crowded")

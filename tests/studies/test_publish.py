@@ -3,40 +3,49 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from actadd.studies.evaluation.stats import proportion
-from actadd.studies.harness.claims import Claim, ClaimsRecord, above
-from actadd.studies.harness.study import Agreement, JudgeReport
-from actadd.studies.pipeline import publish, screenshots
+from actadd.studies.lifecycle.claims import Claim, ClaimsRecord, above
+from actadd.studies.lifecycle.record import NotebookRun, RunLog, StudyRecord, Withdrawn
+from actadd.studies.pipeline import REPO, publish, screenshots
 from actadd.studies.pipeline.report import write_report
+from actadd.studies.protocol.judges import Agreement, JudgeReport
 
-README_TEMPLATE = "# x\n\n<!-- results:start -->\nPLACEHOLDER\n<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n"
+README_TEMPLATE = (
+    "# x\n\n<!-- notebooks:start -->\n<!-- notebooks:end -->\n\n<!-- results:start -->\nPLACEHOLDER\n"
+    "<!-- results:end -->\n\n<!-- replication:start -->\n<!-- replication:end -->\n\n<!-- errata:start -->\n"
+    "<!-- errata:end -->\n"
+)
 
 
-def _run(run_dir: Path, success: int, *, fail: bool = False, model: str = "toy-model", note: str = "") -> Path:
-    """A run folder as the runner leaves it: one study with a claim and a headline."""
-    study = run_dir / "01_study"
-    record = ClaimsRecord.declare(
-        "01_study", study, [Claim("01.a", "It works", "> 90%", "share", above(0.9), "percent")]
-    )
-    record.record("01.a", proportion(success, 100), note=note)
-    (study / "headline.json").write_text(
-        json.dumps({"headline": {}, "parameters": {"model_name": model, "profile": "default"}})
-    )
-    entry = {
-        "notebook": "01_study",
-        "status": "failed" if fail else "ok",
-        "wall_time_s": 90.0,
-        "results_dir": str(study),
-        "executed": str(run_dir / "01_study.ipynb"),
-        "parameters": {"model_name": model, "profile": "default"},
-        "error": "cell 3: boom" if fail else None,
-    }
-    (run_dir / "run.json").write_text(json.dumps({"profile": "default", "notebooks": [entry]}))
+def _run(
+    run_dir: Path,
+    success: int,
+    *,
+    fail: bool = False,
+    model: str = "toy-model",
+    note: str = "",
+    name: str = "01_study",
+    claim: str = "01.a",
+    withdrawn: dict[str, str] | None = None,
+) -> Path:
+    """A run folder as the runner leaves it: one study with a claim, its record and its executed notebook."""
+    study = run_dir / name
+    declared = [Claim(claim, "It works", "> 90%", "share", above(0.9), "percent")]
+    claims = ClaimsRecord.declare(name, study, declared, withdrawn=withdrawn)
+    claims.record(claim, proportion(success, 100), note=note)
+    parameters = {"model_name": model, "profile": "default", "results_dir": str(study)}
+    withdrawn_claims = [Withdrawn(claim_id, reason) for claim_id, reason in (withdrawn or {}).items()]
+    StudyRecord(name, list(claims.results.values()), parameters=parameters, wall_time_s=80.0, peak_memory_gb=1.25,
+                phases_s={"generation": 60.0}, withdrawn=withdrawn_claims).save(study)  # fmt: skip
+    executed = {"cells": [{"cell_type": "code", "source": f"results_dir = '{REPO.resolve() / 'runs' / name}'"}]}
+    (run_dir / f"{name}.ipynb").write_text(json.dumps(executed))
+    entry = NotebookRun(name, "failed" if fail else "ok", 90.0, f"{name}.ipynb", name, parameters,
+                        "cell 3: boom" if fail else None)  # fmt: skip
+    RunLog("default", False, [entry]).save(run_dir)
     return run_dir
 
 
@@ -77,19 +86,14 @@ def test_replication_table_has_a_column_per_model(tmp_path):
     assert "**Opposite verdicts (1).** 01: It works (model-a: holds, model-b: does not hold)" in section
     assert "**Same verdict on every model (0).** none" in section
     assert "3 min in all" in section  # 1.5 min per model
-    assert "| model-a | 01 | 2 min | a |" in section and "| model-b | 01 | 2 min | b |" in section
+    assert "| model-a | 01 | 2 min | 1.2 GB | a |" in section and "| model-b | 01 | 2 min | 1.2 GB | b |" in section
 
 
 def test_the_replication_covers_only_the_studies_every_model_has(tmp_path):
     root = tmp_path / "results"
     publish.snapshot(_run(tmp_path / "a", 97, model="model-a"), root)
     publish.snapshot(_run(tmp_path / "b", 96, model="model-b"), root)
-    extra = _run(tmp_path / "c", 10, model="model-a")
-    (extra / "01_study").rename(extra / "06_extra")
-    record = json.loads((extra / "run.json").read_text())
-    record["notebooks"][0] |= {"notebook": "06_extra", "results_dir": str(extra / "06_extra")}
-    (extra / "run.json").write_text(json.dumps(record))
-    publish.snapshot(extra, root)
+    publish.snapshot(_run(tmp_path / "c", 10, model="model-a", name="06_extra"), root)
     assert (root / "default" / "model-a" / "06_extra" / "claims.json").is_file()
     section = publish.replication_section(root, profile="default", models=["model-a", "model-b"])
     assert "06_extra" not in section and "01_study" in section
@@ -136,18 +140,34 @@ def test_the_scorers_behind_the_comparisons_are_tabled_with_accuracy_and_agreeme
         for s, a in (("minilm-logreg", 0.8), ("vader", 0.6))
     ]  # fmt: skip
     agreement = Agreement(kappa=0.41, agreement=0.7, spearman=0.5, n=600)
-    sentiment = {"study": "04_sentiment", "records": {"judges": asdict(
-        JudgeReport("minilm-logreg", "vader", agreement, accuracy))}}  # fmt: skip
-    detox = {
-        "study": "05_detox",
-        "records": {"judges": asdict(JudgeReport("alt-profanity-check", "lm-judge", agreement))},
-    }
-    table = publish.scorers_table([sentiment, detox, {"study": "01_x", "headline": {"figure": "f"}, "records": {}}])
+    sentiment = StudyRecord(
+        "04_sentiment", [], judged_by=JudgeReport("minilm-logreg", "vader", agreement, accuracy).summary()
+    )
+    detox = StudyRecord("05_detox", [], judged_by=JudgeReport("alt-profanity-check", "lm-judge", agreement).summary())
+    table = publish.scorers_table([sentiment, detox, StudyRecord("01_x", [], headline={"figure": "f"})])
     assert table["study"].tolist() == ["04_sentiment", "05_detox"]
     first, second = table.to_dict("records")
     assert first["accuracy [95% CI]"].startswith("80% [77%, 83%] on 1000 held-out tweets; 70% [63%, 76%]")
     assert first["second scorer"] == "vader" and "kappa 0.41" in first["agreement"] and "600" in first["agreement"]
     assert second["scorer"] == "alt-profanity-check" and second["second scorer"] == "lm-judge"
+    assert second["accuracy [95% CI]"] == "not measured here (a packaged classifier)"
+
+
+def test_a_published_study_holds_its_record_and_executed_notebook_with_relative_paths(tmp_path):
+    readme, root = tmp_path / "README.md", tmp_path / "results"
+    readme.write_text(README_TEMPLATE)
+    publish.publish(_run(tmp_path / "run1", 97), readme, root, figures=tmp_path / "figures", screenshot=None,
+                    main="toy-model")  # fmt: skip
+    folder = root / "default" / "toy-model" / "01_study"
+    notebook = (folder / "01_study.ipynb").read_text()
+    assert "runs/01_study" in notebook and str(REPO.resolve()) not in notebook
+    record = StudyRecord.load(folder)
+    assert record.provenance is not None and (record.provenance.run, record.provenance.notebook_wall_time_s) == (
+        "run1",
+        90.0,
+    )
+    assert "results_dir" not in record.parameters and record.peak_memory_gb == 1.25
+    assert "1.2 GB" in publish.section(readme.read_text(), "results")  # the cost table's peak memory
 
 
 def test_a_qualified_comparison_is_marked_in_both_tables(tmp_path):
@@ -197,3 +217,21 @@ def test_publish_renders_the_report_screenshot_where_chromium_is(tmp_path, monke
     monkeypatch.setattr(screenshots, "missing", lambda: "chromium not found: apt-get install chromium")
     publish.publish(run, readme, root, **kwargs)
     assert "report screenshot not taken (chromium not found" in capsys.readouterr().out and not shot.exists()
+
+
+def test_a_withdrawn_claim_keeps_its_last_published_value_in_the_errata(tmp_path):
+    readme, root = tmp_path / "README.md", tmp_path / "results"
+    readme.write_text(README_TEMPLATE)
+    assert publish.section(readme.read_text(), "errata") == ""
+    _publish = dict(figures=tmp_path / "figures", screenshot=None, main="toy-model")
+    publish.publish(_run(tmp_path / "run1", 97), readme, root, **_publish)
+    assert publish.section(readme.read_text(), "errata") == "No claim has been withdrawn."
+    why = "it measured the wrong thing"
+    publish.publish(_run(tmp_path / "run2", 40, claim="01.b", withdrawn={"01.a": why}), readme, root, **_publish)
+    errata = publish.section(readme.read_text(), "errata")
+    assert "`01.a`" in errata and "97% [92%, 99%]: holds" in errata and "run1" in errata and why in errata
+    assert "01.b" not in errata and "40% [31%, 50%]" in publish.section(readme.read_text(), "results")
+    publish.publish(_run(tmp_path / "run3", 41, claim="01.b", withdrawn={"01.a": why}), readme, root, **_publish)
+    assert "97% [92%, 99%]: holds" in publish.section(readme.read_text(), "errata")  # carried from run1, not lost
+    with pytest.raises(ValueError, match="was withdrawn"):
+        ClaimsRecord.declare("x", tmp_path / "x", [Claim("01.a", "s", "p", "m", above(0.0))], withdrawn={"01.a": why})

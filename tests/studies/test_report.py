@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import matplotlib
@@ -16,10 +15,12 @@ import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from actadd.studies.harness.paper import SUMMARIES
+from actadd.studies.lifecycle.record import NotebookRun, RunLog, StudyRecord
 from actadd.studies.pipeline import runner
 from actadd.studies.pipeline.cli import main
 from actadd.studies.pipeline.report import MAX_TABLE_ROWS, write_report
+
+PAPER = "GPT-2-XL (48 layers): > 90% of completions mention weddings at the best layer"
 
 
 def _png(path: Path, slope: float) -> bytes:
@@ -38,38 +39,24 @@ def _fake_run(run_dir: Path) -> dict[str, bytes]:
     pd.DataFrame({"layer": range(20), "success": [i / 20 for i in range(20)]}).to_csv(ok / "by_layer.csv", index=False)
     pd.DataFrame({"x": [1]}).to_csv(ok / "samples.csv", index=False)
     parameters = {"model_name": "smollm2-135m", "judge_name": "gemma3-270m", "data_source": "offline", "seed": 7}
-    headline = {
-        "study": "01_wedding_layers",
-        "headline": {"best_layer": 14, "best_success": 0.71875, "figure": "wedding_by_layer"},
-        "parameters": {**parameters, "profile": "smoke"},
-        "wall_time_s": 12.5,
-        "versions": {"python": "3.11.7", "nnsight": "0.8.1"},
-    }
-    (ok / "headline.json").write_text(json.dumps(headline))
-    run = {
-        "profile": "smoke",
-        "notebooks": [
-            {
-                "notebook": "01_wedding_layers",
-                "status": "ok",
-                "wall_time_s": 13.0,
-                "executed": str(run_dir / "01.ipynb"),
-                "results_dir": str(ok),
-                "parameters": {"profile": "smoke", "seed": 7},
-                "error": None,
-            },
-            {
-                "notebook": "03_factual_recall",
-                "status": "failed",
-                "wall_time_s": 2.0,
-                "executed": str(run_dir / "03.ipynb"),
-                "results_dir": str(run_dir / "03_factual_recall"),
-                "parameters": {"profile": "smoke", "model_name": "nope"},
-                "error": "cell 4: ValueError: no such <model>",
-            },
+    StudyRecord(
+        "01_wedding_layers",
+        [],
+        paper=PAPER,
+        headline={"best_layer": 14, "best_success": 0.71875, "figure": "wedding_by_layer"},
+        parameters={**parameters, "profile": "smoke"},
+        wall_time_s=12.5,
+        versions={"python": "3.11.7", "nnsight": "0.8.1"},
+    ).save(ok)
+    RunLog(
+        "smoke",
+        False,
+        [
+            NotebookRun("01_wedding_layers", "ok", 13.0, "01.ipynb", "01_wedding_layers", {"profile": "smoke", "seed": 7}),
+            NotebookRun("03_factual_recall", "failed", 2.0, "03.ipynb", "03_factual_recall",
+                        {"profile": "smoke", "model_name": "nope"}, "cell 4: ValueError: no such <model>"),
         ],
-    }
-    (run_dir / "run.json").write_text(json.dumps(run))
+    ).save(run_dir)  # fmt: skip
     return pngs
 
 
@@ -91,7 +78,7 @@ def test_report_shows_each_study_and_the_failure(tmp_path):
 
     # Headline numbers beside the paper's claim; model, data, seed, versions, wall time.
     assert "- best_success: 0.7188" in md
-    claim = SUMMARIES["01_wedding_layers"]
+    claim = PAPER
     assert claim in md and html.escape(claim, quote=False) in page
     assert "model_name = smollm2-135m; judge_name = gemma3-270m" in md
     assert "data_source = offline" in md and "Seed: 7" in md and "Wall time: 13 s" in md
@@ -135,10 +122,7 @@ def test_runner_writes_the_report_and_survives_a_report_failure(tmp_path, monkey
     nbformat.write(new_notebook(cells=cells, metadata=kernelspec), notebook)
 
     def fake_execute(src, dst, parameters, **kwargs):
-        Path(parameters["results_dir"]).mkdir(parents=True)
-        (Path(parameters["results_dir"]) / "headline.json").write_text(
-            json.dumps({"headline": {"best_layer": 3}, "parameters": parameters, "versions": {}})
-        )
+        StudyRecord("01_x", [], headline={"best_layer": 3}, parameters=parameters).save(parameters["results_dir"])
 
     monkeypatch.setattr(runner.papermill, "execute_notebook", fake_execute)
     runs = runner.run_notebooks([notebook], profile="smoke", out=tmp_path / "run")
@@ -158,7 +142,7 @@ def test_runner_writes_the_report_and_survives_a_report_failure(tmp_path, monkey
 def _claims_run(run_dir: Path, models: dict[str, int]) -> Path:
     """A run of 01 once per model, each with one claim measured as ``hits`` of 100."""
     from actadd.studies.evaluation.stats import proportion
-    from actadd.studies.harness.claims import Claim, ClaimsRecord, above
+    from actadd.studies.lifecycle.claims import Claim, ClaimsRecord, above
 
     entries = []
     for model, hits in models.items():
@@ -167,10 +151,10 @@ def _claims_run(run_dir: Path, models: dict[str, int]) -> Path:
             "01_wedding_layers", study, [Claim("01.a", "It works", "> 90%", "share", above(0.9))]
         )
         record.record("01.a", proportion(hits, 100))
-        (study / "headline.json").write_text(json.dumps({"headline": {}, "parameters": {"model_name": model}}))
-        entries.append({"notebook": "01_wedding_layers", "status": "ok", "wall_time_s": 1.0, "results_dir": str(study),
-                        "parameters": {"model_name": model}})  # fmt: skip
-    (run_dir / "run.json").write_text(json.dumps({"profile": "smoke", "notebooks": entries}))
+        StudyRecord("01_wedding_layers", list(record.results.values()), parameters={"model_name": model}).save(study)
+        entries.append(NotebookRun("01_wedding_layers", "ok", 1.0, f"{model}/01_wedding_layers.ipynb",
+                                   f"{model}/01_wedding_layers", {"model_name": model}))  # fmt: skip
+    RunLog("smoke", False, entries).save(run_dir)
     return run_dir
 
 

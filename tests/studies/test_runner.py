@@ -16,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 import actadd
-from actadd.studies.harness.colab import COLAB_ENV, on_colab
+from actadd.studies.lifecycle.colab import COLAB_ENV, on_colab
 from actadd.studies.pipeline import PROFILES, runner
 from actadd.studies.pipeline.cli import INTERRUPTED, main
 from actadd.studies.pipeline.runner import (

@@ -1,5 +1,6 @@
 """The study object: parameters read from the notebook's namespace, the Colab branch, claims
-declared at open, outputs, phases, typed records, and the paper registry against the committed runs."""
+declared at open, outputs, phases, the record it leaves (read back through one type), the hand-off
+from 01 to 02 and 03, and each section's claims against the committed runs."""
 
 from __future__ import annotations
 
@@ -16,20 +17,20 @@ import pandas as pd
 import pytest
 
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import paper
-from actadd.studies.harness.colab import COLAB_ENV
-from actadd.studies.harness.study import (
-    Agreement,
-    JudgeReport,
-    Study,
-    WeddingSetting,
-    load_record,
-    parameter_names,
-    wedding_grid,
-    wedding_setting,
-)
+from actadd.studies.lifecycle.claims import Claim, Criterion, above
+from actadd.studies.lifecycle.colab import COLAB_ENV
+from actadd.studies.lifecycle.record import StudyRecord
+from actadd.studies.lifecycle.study import Section, Study, parameter_names
 from actadd.studies.pipeline.publish import RESULTS
 from actadd.studies.pipeline.runner import NOTEBOOKS
+from actadd.studies.protocol.judges import Agreement, JudgeReport
+from actadd.studies.sections import MODULES, factual_recall, section
+from actadd.studies.sections.wedding_layers import TUNED, WeddingSetting, paper_label, wedding_arms, wedding_setting
+
+CLAIM = Claim("07.works", "It works", "> 90%", "share", above(0.9), "percent")
+MINE = Section("07_mine", "the paper's value", lambda p: [CLAIM])
+
+pytestmark = pytest.mark.usefixtures("plot_settings_restored")  # a Study sets seaborn's theme
 
 PARAMETERS = (
     'profile = "default"\nresults_dir = "r"\nlayer, norm = 14, 3.6\nseed = 0\ncolab_parameters = {"layer": 16}\n'
@@ -56,7 +57,7 @@ def test_parameters_are_the_cells_names_with_the_injected_values(tmp_path, monke
     # papermill's injected cell has overridden seed; `helper` was assigned later and is no parameter
     namespace = {"profile": "smoke", "results_dir": str(tmp_path / "out"), "layer": 14, "norm": 3.6, "seed": 7,
                  "colab_parameters": {"layer": 16}, "helper": [1, 2]}  # fmt: skip
-    study = Study.open("07_mine", namespace)
+    study = Study.open(MINE, namespace)
     assert study.parameters == {**{k: v for k, v in namespace.items() if k != "helper"}, "colab_branch": False}
     assert namespace["layer"] == 14 and (tmp_path / "out").is_dir()
 
@@ -67,18 +68,18 @@ def test_the_colab_branch_applies_colab_parameters_only_on_colab(tmp_path, monke
     namespace = {"profile": "smoke", "results_dir": str(tmp_path / "out"), "layer": 14, "norm": 3.6, "seed": 0,
                  "colab_parameters": {"layer": 16}}  # fmt: skip
     monkeypatch.setenv(COLAB_ENV, "1")
-    study = Study.open("07_mine", namespace)
+    study = Study.open(MINE, namespace)
     assert namespace["layer"] == 16 and study["layer"] == 16 and study["colab_branch"] is True
     bad = {**namespace, "colab_parameters": {"no_such": 1}}
     with pytest.raises(ValueError, match="no_such"):
-        Study.open("07_mine", bad)
+        Study.open(MINE, bad)
 
 
 def test_without_the_notebook_file_the_plain_values_are_the_parameters(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # as on Colab, where the notebook came from GitHub
     monkeypatch.delenv(COLAB_ENV, raising=False)
     namespace = {"results_dir": str(tmp_path / "out"), "seed": 0, "model": None, "In": ["x"], "_": 3, "plt": plt}
-    assert set(Study.open("07_mine", namespace).parameters) == {"results_dir", "seed", "model", "colab_branch"}
+    assert set(Study.open(MINE, namespace).parameters) == {"results_dir", "seed", "model", "colab_branch"}
     with pytest.raises(ValueError, match="results_dir and seed"):
         Study("07_mine", {"seed": 0})
 
@@ -86,61 +87,83 @@ def test_without_the_notebook_file_the_plain_values_are_the_parameters(tmp_path,
 def test_a_registered_study_declares_its_claims_when_it_opens(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"results_dir": str(tmp_path / "out"), "seed": 0, "negligible": 0.05}
-    study = Study.open("03_factual_recall", namespace)
-    declared = json.loads((tmp_path / "out" / "claims.json").read_text())
-    assert [c["id"] for c in declared["claims"]] == [c.id for c in paper.claims("03_factual_recall", namespace)]
-    assert all(c["estimate"] is None for c in declared["claims"])
+    study = Study.open(factual_recall.SECTION, namespace)
+    declared = StudyRecord.load(tmp_path / "out")
+    assert [r.claim.id for r in declared.claims] == [c.id for c in factual_recall.claims(namespace)]
+    assert all(r.estimate is None for r in declared.claims) and not declared.finished
+    assert declared.paper == factual_recall.SECTION.paper
     with pytest.raises(ValueError, match="not been measured"):
         study.estimate("03.negligible")
     study.record("03.negligible", Estimate(0.01, -0.02, 0.03, 100, "bootstrap"))
     assert study.measured() == {"negligible": study.estimate("03.negligible"), "v_negligible": "holds"}
 
 
-def test_finish_writes_the_headline_with_records_phases_and_the_claims_table(tmp_path, monkeypatch):
+def test_finish_writes_the_record_with_typed_records_phases_memory_and_the_claims_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    study = Study("07_mine", {"results_dir": str(tmp_path / "out"), "seed": 0})
-    study.declare([paper.claims("00_quickstart", {})[0]])
-    study.record("00.wedding_gain", Estimate(0.2, 0.1, 0.3, 32, "Newcombe"))
+    study = Study("07_mine", {"results_dir": str(tmp_path / "out"), "seed": 0}, MINE)
+    study.declare()
+    study.record("07.works", Estimate(0.95, 0.92, 0.97, 300, "wilson"))
     with study.timed("generation"):
         pass
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     assert study.figure(fig, "line").is_file()
-    judged = JudgeReport("a", "b", Agreement(0.5, 0.8, 0.6, 40), [{"scorer": "a"}])
-    record = study.finish({"layer": 3}, WeddingSetting(14, 3.6), judged)
-    written = json.loads((tmp_path / "out" / "headline.json").read_text())
-    assert written == json.loads(json.dumps(record))
-    assert written["headline"] == {"layer": 3, "verdicts": {"00.wedding_gain": "holds"}}
-    assert set(written["phases_s"]) == {"generation"} and written["wall_time_s"] >= written["phases_s"]["generation"]
+    judged = JudgeReport("a", "b", Agreement(0.5, 0.8, 0.6, 40))
+    finished = study.finish({"layer": 3}, WeddingSetting(14, 3.6), judged_by=judged.summary())
+    loaded = StudyRecord.load(tmp_path / "out")
+    assert loaded.headline == {"layer": 3, "verdicts": {"07.works": "holds"}} == finished.headline
+    assert set(loaded.phases_s) == {"generation"} and loaded.wall_time_s >= loaded.phases_s["generation"]
+    assert loaded.peak_memory_gb is not None and loaded.peak_memory_gb > 0.01
+    assert loaded.record(WeddingSetting) == WeddingSetting(14, 3.6) and loaded.judged_by == judged.summary()
+    assert loaded.figures == ["line.png"] and loaded.tables == ["claims.csv"] and loaded.paper == "the paper's value"
     assert pd.read_csv(tmp_path / "out" / "claims.csv")["verdict"].tolist() == ["holds"]
-    assert load_record(WeddingSetting, tmp_path / "out" / "headline.json") == WeddingSetting(14, 3.6)
-    assert load_record(JudgeReport, tmp_path / "out" / "headline.json") == judged
+    assert loaded.verdicts() == {"07.works": "holds"}
     assert study.prose("{x:pct} of {n:int}", x=0.25, n=8) == (tmp_path / "out" / "what_it_shows.md").read_text()
+    assert StudyRecord.load(tmp_path / "out").prose == "25% of 8"
+
+
+def test_a_record_saves_and_loads_to_the_same_record(tmp_path):
+    study = Study("07_mine", {"results_dir": str(tmp_path / "a"), "seed": 0}, MINE)
+    study.declare()
+    study.record("07.works", Estimate(0.5, 0.4, 0.6, 100, "wilson"), note="a note")
+    first = study.finish({"x": [1, 2]}, WeddingSetting(2, 1.0))
+    first.save(tmp_path / "b")
+    again = StudyRecord.load(tmp_path / "b")
+    assert again.claims_dict() == first.claims_dict() and again.headline_dict() == first.headline_dict()
+    with pytest.raises(ValueError, match="no claims.json"):
+        StudyRecord.load(tmp_path / "nothing")
+    (tmp_path / "b" / "headline.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        StudyRecord.load(tmp_path / "b")
+
+
+def _finished_01(folder: Path, setting: WeddingSetting) -> None:
+    chosen = Study("01_wedding_layers", {"results_dir": str(folder), "seed": 0}, MINE)
+    chosen.declare()
+    chosen.finish({}, setting)
 
 
 def test_a_later_study_reads_the_setting_01_chose_in_its_run(tmp_path):
     default = WeddingSetting(14, 3.6)
     setting, source = wedding_setting(tmp_path / "02_perplexity_relevance", default)
     assert setting == default and source.startswith("this notebook's parameters")
-    chosen = Study("01_wedding_layers", {"results_dir": str(tmp_path / "01_wedding_layers"), "seed": 0})
-    chosen.declare([paper.claims("00_quickstart", {})[0]])
-    chosen.finish({}, WeddingSetting(10, 2.0))
+    _finished_01(tmp_path / "01_wedding_layers", WeddingSetting(10, 2.0))
     setting, source = wedding_setting(tmp_path / "02_perplexity_relevance", default)
     assert setting == WeddingSetting(10, 2.0) and source == "chosen by notebook 01 in this run"
 
 
-def test_the_topic_studies_grid_steers_at_the_setting_01_chose_with_its_relative_norm(tmp_path, gpt2_random):
-    chosen = Study("01_wedding_layers", {"results_dir": str(tmp_path / "01_wedding_layers"), "seed": 0})
-    chosen.declare([paper.claims("00_quickstart", {})[0]])
-    chosen.finish({}, WeddingSetting(2, 1.5))
-    grid = wedding_grid(
-        gpt2_random, " weddings", "", [0.5, 1.0], tmp_path / "03_factual_recall", WeddingSetting(3, 4.0)
-    )
-    assert grid.setting == WeddingSetting(2, 1.5) and grid.source == "chosen by notebook 01 in this run"
-    assert list(grid.vectors) == sorted({0.5, 1.0, grid.tuned_coeff})
-    assert all(v.layer == 2 and v.coeff == c for c, v in grid.vectors.items())
-    assert grid.vectors[grid.tuned_coeff].relative_norm == pytest.approx(1.5, rel=1e-4)
-    assert grid.vectors[1.0].relative_norm == pytest.approx(grid.vectors[0.5].relative_norm * 2, rel=1e-4)
+def test_the_topic_studies_arms_are_the_papers_depth_and_the_setting_01_chose(tmp_path, gpt2_random):
+    _finished_01(tmp_path / "01_wedding_layers", WeddingSetting(2, 1.5))
+    later = Study("03_factual_recall", {"results_dir": str(tmp_path / "03_factual_recall"), "seed": 0, "layer": 3,
+                                        "tuned_norm": 4.0, "p_plus": " weddings", "p_minus": "",
+                                        "paper_depth": 0.333, "paper_coeffs": [1.0, 0.5]})  # fmt: skip
+    arms = wedding_arms(later, gpt2_random)
+    assert arms.setting == WeddingSetting(2, 1.5) and arms.source == "chosen by notebook 01 in this run"
+    assert arms.paper_layer == 1 and list(arms.paper) == [0.5, 1.0]  # a third of 4 blocks, coefficients sorted
+    assert all(v.layer == 1 and v.coeff == c for c, v in arms.paper.items())
+    assert arms.tuned.layer == 2 and arms.tuned.relative_norm == pytest.approx(1.5, rel=1e-4)
+    assert list(arms.vectors()) == [paper_label(0.5), paper_label(1.0), TUNED]
+    assert arms.paper[1.0].relative_norm == pytest.approx(arms.paper[0.5].relative_norm * 2, rel=1e-4)
 
 
 def _defaults(study: str) -> dict:
@@ -155,27 +178,48 @@ def _defaults(study: str) -> dict:
     return values
 
 
-@pytest.mark.parametrize("claims_file", sorted(RESULTS.glob("*/*/*/claims.json")), ids=lambda p: str(p.parent))
-def test_the_registry_declares_exactly_what_the_committed_runs_declared(claims_file):
-    """A claim's statement and criterion, once declared and run, stay as they are: the registry
-    gives every committed claim back, word for word, from that run's parameters. (The metric's
-    wording says how the interval is made, and may name a better method than the run used.)"""
-    committed = json.loads(claims_file.read_text())
+@pytest.mark.parametrize("folder", sorted(p.parent for p in RESULTS.glob("*/*/*/claims.json")), ids=str)
+def test_the_sections_declare_exactly_what_the_committed_runs_declared(folder):
+    """A claim's statement and criterion, once declared and run, stay as they are: each section
+    gives every committed claim back, word for word, from that run's parameters, or lists it as
+    withdrawn with a reason. (The metric's wording says how the interval is made, and may name a
+    better method than the run used.)"""
+    committed = StudyRecord.load(folder)
     # the run's parameters, and the notebook's defaults for parameters added since (a new claim's margin)
-    parameters = {
-        **_defaults(committed["study"]),
-        **json.loads((claims_file.parent / "headline.json").read_text())["parameters"],
-    }
-    registered = {c.id: c for c in paper.claims(committed["study"], parameters)}
-    for claim in committed["claims"]:
-        ours = registered[claim["id"]]
-        assert (ours.statement, ours.paper, ours.unit, ours.arm) == (
-            claim["statement"], claim["paper"], claim["unit"], claim["arm"])  # fmt: skip
-        assert {"kind": ours.criterion.kind, "low": ours.criterion.low, "high": ours.criterion.high} == claim[
-            "criterion"
-        ]
+    parameters = {**_defaults(committed.study), **committed.parameters}
+    declared = section(committed.study)
+    registered = {c.id: c for c in declared.claims(parameters)}
+    for result in committed.claims:
+        claim = result.claim
+        if claim.id in declared.withdrawn:
+            assert claim.id not in registered and declared.withdrawn[claim.id]
+            continue
+        ours = registered[claim.id]
+        assert (ours.statement, ours.paper, ours.unit, ours.arm, ours.criterion) == (
+            claim.statement, claim.paper, claim.unit, claim.arm, claim.criterion)  # fmt: skip
 
 
-def test_an_unregistered_study_is_named_with_the_known_ones():
-    with pytest.raises(ValueError, match="no claims are registered for study '09_x'.*00_quickstart"):
-        paper.claims("09_x", {})
+DECLARED = Path(__file__).parents[2] / "docs" / "claims-as-declared-2026-12-01.json"
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_the_claims_as_declared_on_2026_12_01_stand_or_are_withdrawn(model):
+    """The claims as they were declared on 2026-12-01 (docs/), on the notebooks' default parameters:
+    each keeps its statement and criterion in its section, or is listed there as withdrawn."""
+    declared = json.loads(DECLARED.read_text())[model]
+    for claim_id, stated in declared.items():
+        study = next(name for name in MODULES if name.startswith(claim_id.split(".")[0] + "_"))
+        found = section(study)
+        if claim_id in found.withdrawn:
+            continue
+        ours = {c.id: c for c in found.claims(_defaults(study))}[claim_id]
+        assert ours.statement == stated["statement"], claim_id
+        assert ours.criterion == Criterion(**stated["criterion"]), claim_id
+
+
+def test_an_unknown_study_is_named_with_the_known_ones():
+    with pytest.raises(ValueError, match="no study is named '09_x'.*00_quickstart"):
+        section("09_x")
+    assert all(section(name).name == name for name in MODULES)
+    with pytest.raises(ValueError, match="Study.open takes a study's Section"):
+        Study.open("07_mine", {})  # type: ignore[arg-type]

@@ -28,12 +28,19 @@ def test_toxicity_on_clear_examples():
         toxicity.toxicity(["x"], backend="perspective")
 
 
-def test_toxicity_backend_falls_back_with_a_warning(monkeypatch):
-    def no_detoxify():
-        raise ImportError("No module named 'detoxify'")
+def test_toxicity_backend_is_quiet_when_detoxify_is_not_installed(monkeypatch, recwarn):
+    monkeypatch.setattr(toxicity.importlib.util, "find_spec", lambda name: None)
+    assert toxicity.toxicity_backend() == "alt-profanity-check"
+    assert not [w for w in recwarn if "Detoxify" in str(w.message)]
 
-    monkeypatch.setattr(toxicity, "_detoxify", no_detoxify)
-    with pytest.warns(UserWarning, match="Detoxify unavailable"):
+
+def test_toxicity_backend_warns_when_an_installed_detoxify_fails_to_load(monkeypatch):
+    def offline():
+        raise OSError("cannot download the checkpoint")
+
+    monkeypatch.setattr(toxicity.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(toxicity, "_detoxify", offline)
+    with pytest.warns(UserWarning, match="Detoxify is installed but did not load"):
         assert toxicity.toxicity_backend() == "alt-profanity-check"
 
 

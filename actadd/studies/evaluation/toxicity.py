@@ -60,13 +60,18 @@ def toxicity(texts: Sequence[str], backend: str = "alt-profanity-check") -> np.n
 
 
 def toxicity_backend() -> str:
-    """'detoxify' when the package imports and its checkpoint loads, else 'alt-profanity-check' with a warning."""
+    """'detoxify' when the package is installed and its checkpoint loads, else
+    'alt-profanity-check'; a warning only when Detoxify is installed but fails to load (its
+    checkpoint is a download): an optional backend that is not installed is not a problem."""
+    if importlib.util.find_spec("detoxify") is None:
+        return "alt-profanity-check"
     try:
         _detoxify()
         return "detoxify"
-    except Exception as error:  # ImportError, or the checkpoint download failing offline
+    except Exception as error:  # the checkpoint download failing offline
         warnings.warn(
-            f"Detoxify unavailable ({type(error).__name__}: {error}); using alt-profanity-check", stacklevel=2
+            f"Detoxify is installed but did not load ({type(error).__name__}: {error}); using alt-profanity-check",
+            stacklevel=2,
         )
         return "alt-profanity-check"
 

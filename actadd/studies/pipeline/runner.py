@@ -29,7 +29,6 @@ import traceback
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, ClassVar
@@ -40,9 +39,9 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from tqdm.auto import tqdm
 
-from actadd.io import save_json
-from actadd.studies.harness.colab import COLAB_ENV, colab_requested
-from actadd.studies.harness.parameters import parameter_names
+from actadd.studies.lifecycle.colab import COLAB_ENV, colab_requested
+from actadd.studies.lifecycle.parameters import parameter_names
+from actadd.studies.lifecycle.record import NotebookRun, RunLog
 from actadd.studies.pipeline import PROFILES, REPO
 from actadd.studies.pipeline.report import write_report
 
@@ -58,19 +57,6 @@ KERNEL_CONFIG = Path(__file__).with_name("kernel_config.py")
 # waiting for it: ipykernel drops a SIGINT that lands outside the cell's own code (in IPython's
 # handling around it) without an execute_reply, and nbclient would wait for that reply forever.
 INTERRUPT_GRACE_S = 15.0
-
-
-@dataclass
-class NotebookRun:
-    """What happened to one notebook in a run."""
-
-    notebook: str
-    status: str  # "ok", "failed" or "interrupted"
-    wall_time_s: float
-    executed: str  # path of the executed copy
-    results_dir: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None  # "cell N: ExceptionName: message" when failed; "interrupted at cell N/M"
 
 
 def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
@@ -133,7 +119,7 @@ def parse_value(text: str) -> Any:
 
 def independent_judge(model_name: str) -> str:
     """The embedded model that judges ``model_name``'s text: never the steered model itself."""
-    from actadd.models import EMBEDDED_MODELS  # here, not at the top: the runner itself never needs torch
+    from actadd.embedded import EMBEDDED_MODELS  # here, not at the top: the runner itself never needs torch
 
     others = [name for name in EMBEDDED_MODELS if name != model_name]
     if not others:
@@ -251,7 +237,7 @@ class Watch:
 
 @contextmanager
 def _colab_branch(colab: bool) -> Iterator[None]:
-    """Set :data:`~actadd.studies.harness.study.COLAB_ENV` while the kernels start (they inherit
+    """Set :data:`~actadd.studies.lifecycle.study.COLAB_ENV` while the kernels start (they inherit
     the environment), and put the old value back afterwards."""
     previous = os.environ.get(COLAB_ENV)
     if colab:
@@ -344,13 +330,13 @@ def run_notebooks(
             notebook=notebook.stem,
             status=status,
             wall_time_s=round(wall, 1),
-            executed=str(executed),
-            results_dir=str(results_dir),
+            executed=executed.relative_to(out).as_posix(),
+            results_dir=results_dir.relative_to(out).as_posix(),
             parameters=params,
             error=error,
         )
         runs.append(record)
-        save_json({"profile": profile, "colab": colab, "notebooks": [asdict(r) for r in runs]}, out / "run.json")
+        RunLog(profile, colab, runs).save(out)
         if status == "interrupted" or watch.interrupted:  # a Ctrl-C as the last cell ended stops the run too
             done = sum(r.status == "ok" for r in runs)
             where = f"at {watch.where()}" if status == "interrupted" else "as it ended"
@@ -368,7 +354,7 @@ def run_notebooks(
         + (f", {interrupted} interrupted)" if interrupted else ")")
     )
     for r in failed:
-        print(f"FAILED {r.notebook}.ipynb at {r.error}  (executed copy kept: {r.executed})")
+        print(f"FAILED {r.notebook}.ipynb at {r.error}  (executed copy kept: {out / r.executed})")
     try:
         _, html_path = write_report(out)
         print(f"report: {html_path}")

@@ -11,8 +11,8 @@ and seeds, each completion scored and its fluency judged by another model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -20,25 +20,39 @@ from nnsight.modeling.transformers import TransformersModel
 
 from actadd.checks import integer, real
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import plots, streams
-from actadd.studies.harness.comparison import (
+from actadd.studies.evaluation.text_gate import TextGate
+from actadd.studies.lifecycle import streams
+from actadd.studies.lifecycle.study import Study
+from actadd.studies.presentation.prose import render
+from actadd.studies.protocol import figures
+from actadd.studies.protocol.comparison import (
     estimates_table,
     method_table,
     paired_differences,
     per_prompt,
     table_estimate,
 )
-from actadd.studies.harness.methods import (
+from actadd.studies.protocol.methods import (
+    BASELINES,
     MEAN_DIFFERENCE,
-    MEAN_DIFFERENCE_AT_ACTADD,
     TREATMENT,
+    Grids,
     judge_perplexity,
     sample,
     search_space,
+    text_check,
 )
-from actadd.studies.harness.prose import render
-from actadd.studies.harness.selection import Selection, select
-from actadd.studies.harness.study import Study
+from actadd.studies.protocol.selection import Selection, select
+from actadd.studies.protocol.strength import Scale
+
+# What the field says of the methods that followed ActAdd, for the claims that put them beside it.
+MEAN_DIFFERENCE_PAPER = "(not in the paper; Im & Li 2025: the mean of differences is the best linear direction)"
+PROMPTING_PAPER = "(not in the paper; AxBench, Wu et al. 2025: prompting ahead of every steering method)"
+MEAN_DIFFERENCE_METRIC = (
+    "the mean difference of contrast pairs (mean over each text's tokens) added at every position, each method at "
+    "its own choice under the same text gate and fluency rule"
+)
+BETTER_STEERING = "ActAdd or the mean difference, whichever did better on the selection"
 
 
 @dataclass(frozen=True)
@@ -66,18 +80,17 @@ class SteeringTask:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """What a selection tries: ActAdd's (layer as a fraction of the depth, relative norm)
-    settings and as many PREADD strengths (equal budgets), the samples per prompt, and the
-    fluency rule (a setting may cost at most ``fluency_tolerance`` times the unsteered
-    selection perplexity)."""
+    """What a selection tries (:class:`~.methods.Grids`: each method's own grid, of one size), the
+    samples per prompt, and the rule's fluency limit (a setting may cost at most
+    ``fluency_tolerance`` times the unsteered selection perplexity) beside the text gate."""
 
-    actadd: Sequence[Sequence[float]]
-    preadd: Sequence[float]
+    grids: Grids
     n_select_samples: int
     n_eval_samples: int
     fluency_tolerance: float
     # How many evaluation prompts the judge scores (None: all); the selection's are all judged.
     n_judged_prompts: int | None = None
+    gate: TextGate = field(default_factory=TextGate)
 
     def __post_init__(self) -> None:
         integer(self.n_select_samples, "n_select_samples", minimum=1)
@@ -108,6 +121,7 @@ def run_task(
     task: SteeringTask,
     score: Callable[[pd.DataFrame], pd.DataFrame],
     search: SearchSpace,
+    scale: Scale,
     *,
     objective: str,
     maximize: bool,
@@ -115,26 +129,26 @@ def run_task(
 ) -> TaskRun:
     """Select on ``task``'s selection prompts, evaluate on its evaluation prompts.
 
-    ``score`` adds the per-completion columns (``objective`` among them) to a sample table.
-    Each method's setting is chosen by :func:`~actadd.studies.harness.selection.select`;
-    the evaluation compares unsteered, prompting, the chosen PREADD and the chosen ActAdd (and,
-    with the task's contrast pairs, the chosen mean difference and the mean difference at
-    ActAdd's setting).
+    Every completion goes through the text gate first (``is_text``, :func:`~.methods.text_check`),
+    then ``score`` adds the per-completion columns (``objective`` among them; a completion that is
+    not text must never score as a success). Each method's setting is chosen by
+    :func:`~actadd.studies.protocol.selection.select`; the evaluation compares unsteered, prompting
+    and each kind's chosen setting. Strengths are in ``scale``'s unit (:mod:`.strength`).
     Time goes to the study's phases: generation, scoring, judging. ``sampling`` goes to
     :func:`actadd.generate` (``max_new_tokens``, ``batch_size``, ...), ``seed`` from the study.
     """
     seed = study["seed"]
     with study.timed("vectors"):
-        candidates = search_space(model, task.p_plus, task.p_minus, search.actadd, task.preadd_prefix, search.preadd,
-                                  task.pairs)  # fmt: skip
+        candidates = search_space(model, task.p_plus, task.p_minus, task.preadd_prefix, search.grids, scale,
+                                  task.pairs, task.instruction)  # fmt: skip
 
     def measured(
         prompts: Sequence[str], methods: list, n_samples: int, stream: int, judged: int | None
     ) -> pd.DataFrame:
         with study.timed("generation"):
-            frame = sample(model, prompts, methods, n_samples, seed=seed, stream=stream, **sampling)
+            frame = sample(model, prompts, methods, n_samples, seed=seed, stream=stream, scale=scale, **sampling)
         with study.timed("scoring"):
-            frame = score(frame)
+            frame = score(text_check(frame, search.gate))
         with study.timed("judging"):
             frame["perplexity"] = judge_perplexity(judge, frame, first_sample_only=True, n_prompts=judged)
         return frame.assign(direction=task.label)
@@ -160,35 +174,52 @@ def method_summary(
 
 
 def compare(
-    study: Study, run: TaskRun, column: str, agg: str | Callable = "mean", *, claims: str | None = None, **kwargs: Any
-) -> dict[str, Estimate]:
-    """ActAdd minus each baseline on the per-prompt ``agg`` of ``column``
-    (:func:`~.comparison.paired_differences`); with ``claims`` (a claim id prefix such as
-    ``"04.neg_to_pos"``), each difference is recorded as the claim ``<claims>.<baseline>``, with
-    the selection's note when a choice it rests on was made outside the fluency limit."""
-    differences = paired_differences(run.per_prompt(column, agg), seed=study["seed"], **kwargs)
+    study: Study, run: TaskRun, column: str, agg: str | Callable = "mean", *, claims: str | None = None,
+    baselines: Sequence[str] = BASELINES, treatment: str = TREATMENT,
+) -> dict[str, Estimate]:  # fmt: skip
+    """``treatment`` minus each baseline on the per-prompt ``agg`` of ``column``
+    (:func:`~.comparison.paired_differences`); a method the selection did not choose has no
+    column, and its comparison is a NaN estimate (unresolved), never a number computed on another
+    method. With ``claims`` (a claim id prefix such as ``"04.neg_to_pos"``), each difference is
+    recorded as the claim ``<claims>.<baseline>``, with the selection's note when a method it
+    rests on was not chosen."""
+    table = run.per_prompt(column, agg)
+    differences = {}
+    for baseline in baselines:
+        if {treatment, baseline} <= set(table.columns):
+            differences[baseline] = paired_differences(table, treatment=treatment, baselines=[baseline],
+                                                       seed=study["seed"])[baseline]  # fmt: skip
+        else:
+            differences[baseline] = NOT_COMPARED
     if claims is not None:
         for baseline, estimate in differences.items():
             study.record(f"{claims}.{baseline}", estimate, note=run.selection.comparison_note(baseline))
     return differences
 
 
+# A comparison with a method the selection did not choose: no number, so the verdict is unresolved.
+NOT_COMPARED = Estimate(float("nan"), float("nan"), float("nan"), 0, "not compared: a method was not chosen")
+
+
 def successor_comparisons(
     study: Study, run: TaskRun, column: str, agg: str | Callable = "mean", *, claims: str
 ) -> dict[str, Estimate]:
-    """The comparisons with the methods that followed ActAdd, recorded as claims: ActAdd minus
-    the mean difference at ActAdd's own layer and relative norm (``<claims>.meandiff``), and the
-    better steering method of the selection (ActAdd or the mean difference) minus prompting
+    """The comparisons with the methods that followed ActAdd, recorded as claims: ActAdd minus the
+    mean difference, each at its own choice under the same gate and fluency rule
+    (``<claims>.vs_meandiff``), and the better steering method of the selection minus prompting
     (``<claims>.better_vs_prompting``), paired per prompt."""
-    table, seed, selection = run.per_prompt(column, agg), study["seed"], run.selection
-    better = selection.better_steering()
-    out = {
-        "meandiff": paired_differences(table, baselines=[MEAN_DIFFERENCE_AT_ACTADD], seed=seed)[MEAN_DIFFERENCE_AT_ACTADD],
-        "better_vs_prompting": paired_differences(table, treatment=TREATMENT if better == "actadd" else MEAN_DIFFERENCE,
-                                                  baselines=["prompting"], seed=seed)["prompting"],
-    }  # fmt: skip
-    study.record(f"{claims}.meandiff", out["meandiff"], note=selection.note("actadd"))
-    study.record(f"{claims}.better_vs_prompting", out["better_vs_prompting"], note=selection.note(better))
+    selection, better = run.selection, run.selection.better_steering()
+    out = {"vs_meandiff": compare(study, run, column, agg, baselines=[MEAN_DIFFERENCE])[MEAN_DIFFERENCE]}
+    treatment = {"actadd": TREATMENT, "meandiff": MEAN_DIFFERENCE}.get(better or "", TREATMENT)
+    out["better_vs_prompting"] = (
+        compare(study, run, column, agg, baselines=["prompting"], treatment=treatment)["prompting"]
+        if better else NOT_COMPARED
+    )  # fmt: skip
+    searched = "meandiff" in selection.choices or "meandiff" in selection.unchosen
+    no_pairs = "" if searched else "the task has no contrast pairs, so no mean difference was searched"
+    study.record(f"{claims}.vs_meandiff", out["vs_meandiff"], note=selection.note("actadd", "meandiff") or no_pairs)
+    study.record(f"{claims}.better_vs_prompting", out["better_vs_prompting"],
+                 note=selection.note("actadd", "meandiff") if better is None else "")  # fmt: skip
     return out
 
 
@@ -241,12 +272,29 @@ def save_runs(study: Study, runs: Sequence[TaskRun], *, objective_label: str, fi
     study.table(pd.concat([r.completions for r in runs], ignore_index=True), "completions")
     name = study["model_name"]
     study.figure(
-        plots.selection_figure(
+        figures.frontier_figure(
             {r.task.label: r.selection for r in runs},
             objective_label=objective_label,
-            title=f"Selection on {name}: every setting's {objective_label} against fluency (95% CIs of selection.csv)",
+            title=f"Selection on {name}: each method's {objective_label} against its fluency over its grid (95% CIs of "
+            "selection.csv)",
         ),
         figure,
     )
-    return study.table(pd.concat([r.selection.table.assign(direction=r.task.label) for r in runs], ignore_index=True),
-                       "selection")  # fmt: skip
+    return study.table(selection_table(runs), "selection")
+
+
+def selection_table(runs: Iterable[TaskRun]) -> pd.DataFrame:
+    """Every setting each run's selection tried, one block of rows per task (with its direction)."""
+    return pd.concat([r.selection.table.assign(direction=r.task.label) for r in runs], ignore_index=True)
+
+
+def samples_side_by_side(runs: Iterable[TaskRun], n_prompts: int) -> pd.DataFrame:
+    """The first ``n_prompts`` evaluation prompts of each run, one row each (with its direction):
+    the prompt, then every method's first completion in a column of its own."""
+    frames = []
+    for run in runs:
+        first = run.completions[(run.completions.prompt_id < n_prompts) & (run.completions["sample"] == 0)]
+        wide = first.pivot(index=["prompt_id", "prompt"], columns="method", values="completion")
+        wide = wide[list(dict.fromkeys(first.method))].reset_index().drop(columns="prompt_id")
+        frames.append(wide.assign(direction=run.task.label)[["direction", "prompt", *wide.columns[1:]]])
+    return pd.concat(frames, ignore_index=True)

@@ -17,7 +17,6 @@ written at once, so the declaration predates the numbers) and records each estim
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ import pandas as pd
 
 from actadd.io import save_json
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness.formatting import Unit, half_width, interval, value
+from actadd.studies.presentation.formatting import Unit, half_width, interval, value
 
 Verdict = Literal["holds", "does not hold", "unresolved", "not measured"]
 
@@ -102,6 +101,15 @@ class ClaimResult:
     def verdict(self) -> Verdict:
         return "not measured" if self.estimate is None else self.claim.criterion.verdict(self.estimate)
 
+    def as_dict(self) -> dict[str, Any]:
+        """As ``claims.json`` holds it: the claim's fields, the estimate, the verdict and the note."""
+        return {
+            **asdict(self.claim),
+            "estimate": None if self.estimate is None else self.estimate.as_dict(),
+            "verdict": self.verdict,
+            "note": self.note,
+        }
+
 
 @dataclass
 class ClaimsRecord:
@@ -112,13 +120,26 @@ class ClaimsRecord:
     path: Path
     results: dict[str, ClaimResult] = field(default_factory=dict)
     declared_at: str = ""
+    paper: str = ""  # what the paper reports for the study, shown beside its results
+    withdrawn: dict[str, str] = field(default_factory=dict)  # claim id -> why it was withdrawn
 
     @classmethod
-    def declare(cls, study: str, results_dir: str | Path, claims: Iterable[Claim]) -> ClaimsRecord:
-        record = cls(study, Path(results_dir) / "claims.json", declared_at=f"{dt.datetime.now():%Y-%m-%dT%H:%M:%S}")
+    def declare(
+        cls,
+        study: str,
+        results_dir: str | Path,
+        claims: Iterable[Claim],
+        *,
+        paper: str = "",
+        withdrawn: dict[str, str] | None = None,
+    ) -> ClaimsRecord:
+        now = f"{dt.datetime.now():%Y-%m-%dT%H:%M:%S}"
+        record = cls(study, Path(results_dir) / "claims.json", declared_at=now, paper=paper, withdrawn=withdrawn or {})
         for claim in claims:
             if claim.id in record.results:
                 raise ValueError(f"claim id {claim.id!r} is declared twice")
+            if claim.id in record.withdrawn:
+                raise ValueError(f"claim {claim.id!r} was withdrawn ({record.withdrawn[claim.id]}): declare a new id")
             record.results[claim.id] = ClaimResult(claim)
         if not record.results:
             raise ValueError("declare at least one claim")
@@ -150,24 +171,12 @@ class ClaimsRecord:
         return {
             "study": self.study,
             "declared_at": self.declared_at,
-            "claims": [
-                {
-                    **asdict(r.claim),
-                    "estimate": None if r.estimate is None else r.estimate.as_dict(),
-                    "verdict": r.verdict,
-                    "note": r.note,
-                }
-                for r in self.results.values()
+            "paper": self.paper,
+            "claims": [r.as_dict() for r in self.results.values()],
+            "withdrawn": [
+                {"id": claim_id, "reason": reason, "last": None} for claim_id, reason in self.withdrawn.items()
             ],
         }
-
-
-def load_claims(path: str | Path) -> dict[str, Any]:
-    """A ``claims.json`` as written by :class:`ClaimsRecord`."""
-    record = json.loads(Path(path).read_text())
-    if not isinstance(record, dict) or not isinstance(record.get("claims"), list):
-        raise ValueError(f"{path} is not a claims.json written by actadd.studies.harness.claims")
-    return record
 
 
 def _row(claim: dict[str, Any]) -> dict[str, str]:

@@ -1,52 +1,70 @@
 """A study is an object: a notebook opens one after its ``parameters`` cell and does the rest through it.
 
-    study = Study.open("01_wedding_layers")        # every parameter; the paper's claims, declared before any number
+    study = Study.open(wedding_layers.SECTION)       # every parameter; the section's claims, declared before any number
     with study.timed("generation"):                  # where the time goes, by phase
         texts = actadd.generate_sweep(...)
     study.table(by_layer, "by_layer")                # CSV in the run folder
     study.figure(fig, "wedding_by_layer")            # PNG in the run folder
     study.record("01.paper_best", estimate)          # a declared claim's estimate, and its verdict
-    study.finish({"best_layer": 6}, setting)         # claims table, headline.json, wall time
+    study.finish({"best_layer": 6}, setting)         # claims table, headline.json, wall time, peak memory
     study.prose(TEMPLATE, best=estimate, ...)        # "What it shows", rendered from the numbers
 
-Everything a study writes goes into its ``results_dir`` (the runner gives each study its own).
-The committed ``figures/`` is written only when a run is published (``python -m actadd run
---publish``, ``make study``), beside the README and the ``results/`` snapshot it goes with, so a
-run that stops half-way leaves all three as they were. Values another study or the README reads are typed records (:class:`WeddingSetting`,
-:class:`JudgeReport`), saved in ``headline.json`` and read back with :func:`load_record`.
+A :class:`Section` is what a study module (:mod:`actadd.studies.sections`) tells the lifecycle
+about its study: its name, the paper's result and its claims. Everything a study writes goes into
+its ``results_dir`` (the runner gives each study its own), and is read back as one
+:class:`~.record.StudyRecord`. The committed ``figures/`` is written only when a run is published
+(``python -m actadd run --publish``, ``make study``), beside the README and the ``results/``
+snapshot it goes with, so a run that stops half-way leaves all three as they were.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import math
+import os
 import platform
+import resource
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from nnsight.modeling.transformers import TransformersModel
 
-from actadd import SteeringVector, load_model
-from actadd.io import atomic_write, save_json
+from actadd import load_model
+from actadd.io import atomic_write
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.evaluation.topic import coefficient_grid
-from actadd.studies.harness import paper
-from actadd.studies.harness.claims import Claim, ClaimsRecord, Verdict
-from actadd.studies.harness.colab import COLAB_PARAMETERS, on_colab
-from actadd.studies.harness.parameters import parameter_names
-from actadd.studies.harness.prose import render
+from actadd.studies.lifecycle.claims import Claim, ClaimsRecord, Verdict
+from actadd.studies.lifecycle.colab import COLAB_PARAMETERS, on_colab
+from actadd.studies.lifecycle.parameters import parameter_names
+from actadd.studies.lifecycle.record import PROSE, JudgeSummary, Keyed, StudyRecord, Withdrawn
+from actadd.studies.presentation import plots
+from actadd.studies.presentation.prose import render
 
+# Set (to anything) to make a figure with overlapping tick labels an error rather than a warning.
+STRICT_FIGURES = "ACTADD_STRICT_FIGURES"
 # IPython's own names in a notebook's namespace: never parameters.
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+
+
+@dataclass(frozen=True)
+class Section:
+    """What a study is, for its lifecycle: its notebook's name (``"01_wedding_layers"``), what the
+    paper reports for it (shown beside its results in the report), its claims, a function of the
+    study's parameters (margins, batch sizes) declared when the study opens, and the claims it
+    once declared and has withdrawn, each with the reason (an erratum, never a quiet change)."""
+
+    name: str
+    paper: str
+    claims: Callable[[Mapping[str, Any]], list[Claim]]
+    withdrawn: Mapping[str, str] = field(default_factory=dict)
 
 
 def versions() -> dict[str, str]:
@@ -60,6 +78,12 @@ def versions() -> dict[str, str]:
     return out
 
 
+def peak_memory_gb() -> float:
+    """This process's peak resident memory so far, in GB (a notebook's kernel is its own process)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e9, 3)
+
+
 def save_table(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a DataFrame as CSV (no index), atomically. Lines end in CRLF as RFC 4180 has it,
     which makes the csv writer quote a text holding a bare carriage return (tweets do): with
@@ -70,13 +94,14 @@ def save_table(table: pd.DataFrame, path: str | Path) -> Path:
 class Study:
     """One study notebook's run: its parameters, its pre-stated claims and everything it writes."""
 
-    def __init__(self, name: str, parameters: Mapping[str, Any]) -> None:
+    def __init__(self, name: str, parameters: Mapping[str, Any], section: Section | None = None) -> None:
         if "results_dir" not in parameters or "seed" not in parameters:
             raise ValueError(
                 f"study {name!r} needs the parameters results_dir and seed, got {sorted(parameters)}: every study's "
                 "parameters cell sets both"
             )
         self.name = name
+        self.section = section
         self.parameters = dict(parameters)
         self.dir = Path(parameters["results_dir"])
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -87,8 +112,8 @@ class Study:
         pd.set_option("display.max_colwidth", 200)
 
     @classmethod
-    def open(cls, name: str, namespace: dict[str, Any] | None = None) -> Study:
-        """The study ``name``, with every parameter read from the notebook's namespace (the
+    def open(cls, section: Section, namespace: dict[str, Any] | None = None) -> Study:
+        """The study of ``section``, with every parameter read from the notebook's namespace (the
         caller's globals by default): the ``parameters`` cell's values after papermill's
         injected ones. The names are the parameters cell's when the notebook ``<name>.ipynb`` is
         in the working folder (where papermill and JupyterLab run it), else every plain value of
@@ -98,8 +123,10 @@ class Study:
         and datasets by hub id) are applied to the namespace first, so a Colab user runs the
         paper's setting without editing a cell; ``colab_branch`` records whether they were.
 
-        A study the paper registry knows (:mod:`.paper`) declares its claims here, before any
-        number is measured, and shows them."""
+        The section's claims are declared here, before any number is measured, and shown."""
+        if not isinstance(section, Section):
+            raise ValueError(f"Study.open takes a study's Section (e.g. wedding_layers.SECTION), got {section!r}")
+        name = section.name
         ns = sys._getframe(1).f_globals if namespace is None else namespace
         names = parameter_names(Path.cwd() / f"{name}.ipynb")
         if names is None:
@@ -113,9 +140,8 @@ class Study:
         colab = on_colab()
         if colab:
             ns.update(overrides)
-        study = cls(name, {**{n: ns[n] for n in names}, "colab_branch": colab})
-        if name in paper.CLAIMS:
-            study.declare()
+        study = cls(name, {**{n: ns[n] for n in names}, "colab_branch": colab}, section)
+        study.declare()
         return study
 
     def __getitem__(self, name: str) -> Any:
@@ -139,10 +165,14 @@ class Study:
 
     def declare(self, claims: Iterable[Claim] | None = None) -> ClaimsRecord:
         """State the claims before any number is measured (``claims.json`` is written at once):
-        the paper registry's claims for this study (:mod:`.paper`) unless ``claims`` are given.
-        Shows them: claim, the paper's value, the metric and the criterion."""
-        chosen = list(paper.claims(self.name, self.parameters) if claims is None else claims)
-        self.claims = ClaimsRecord.declare(self.name, self.dir, chosen)
+        the section's claims unless ``claims`` are given. Shows them: claim, the paper's value,
+        the metric and the criterion."""
+        if claims is None and self.section is None:
+            raise ValueError(f"{self.name} has no section to take its claims from: pass the claims")
+        chosen = list(self.section.claims(self.parameters) if claims is None else claims)  # type: ignore[union-attr]
+        paper = "" if self.section is None else self.section.paper
+        withdrawn = {} if self.section is None else dict(self.section.withdrawn)
+        self.claims = ClaimsRecord.declare(self.name, self.dir, chosen, paper=paper, withdrawn=withdrawn)
         _show(self.claims.table()[["claim", "the paper", "criterion"]])
         return self.claims
 
@@ -183,9 +213,16 @@ class Study:
         return table
 
     def figure(self, fig: plt.Figure, name: str) -> Path:
-        """Save a figure as ``<name>.png`` in the run folder (publishing copies it to ``figures/``)."""
+        """Save a figure as ``<name>.png`` in the run folder (publishing copies it to ``figures/``).
+        Tick labels drawn over one another are reported (a warning; an error when the environment
+        sets ``ACTADD_STRICT_FIGURES``, as the notebook tests do)."""
         if fig.get_layout_engine() is None:  # figures from plots.panels lay themselves out
             fig.tight_layout()
+        if overlaps := plots.overlapping_tick_labels(fig):
+            message = f"figure {name!r} of {self.name} has tick labels drawn over one another: {overlaps[:3]}"
+            if os.environ.get(STRICT_FIGURES):
+                raise ValueError(message + "; wrap, rotate or turn the panel horizontal")
+            warnings.warn(message, stacklevel=2)
         return atomic_write(self.dir / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
     @contextmanager
@@ -201,33 +238,43 @@ class Study:
     def wall_time_s(self) -> float:
         return time.perf_counter() - self.start
 
-    def finish(self, headline: Mapping[str, Any], *records: Any) -> dict[str, Any]:
-        """Close the run: the claims table (``claims.csv``, shown), ``headline.json`` (the
-        headline numbers, the typed ``records``, every parameter, the wall time by phase and the
-        package versions), and one line with the wall time."""
+    def finish(
+        self, headline: Mapping[str, Any], *records: Keyed, judged_by: JudgeSummary | None = None
+    ) -> StudyRecord:
+        """Close the run: the claims table (``claims.csv``, shown) and the study's record
+        (``headline.json``: the headline numbers, the typed ``records``, who judged the verdicts,
+        every parameter, the wall time by phase, the peak memory and the package versions), and
+        one line with the wall time."""
         claims = self._claims()
         table = self.table(claims.table(), "claims")
         _show(table[["claim", "the paper", "measured [95% CI]", "criterion", "verdict", "note"]])
         wall = self.wall_time_s
-        record = {
-            "study": self.name,
-            "headline": {**headline, "verdicts": {cid: claims.verdict(cid) for cid in claims.results}},
-            "records": {r.KEY: asdict(r) for r in records},
-            "parameters": self.parameters,
-            "wall_time_s": round(wall, 1),
-            "phases_s": {k: round(v, 1) for k, v in self.phases.items()},
-            "versions": versions(),
-        }
-        save_json(record, self.dir / "headline.json")
+        record = StudyRecord(
+            study=self.name,
+            claims=list(claims.results.values()),
+            declared_at=claims.declared_at,
+            paper=claims.paper,
+            withdrawn=[Withdrawn(claim_id, reason) for claim_id, reason in claims.withdrawn.items()],
+            headline={**headline, "verdicts": {cid: claims.verdict(cid) for cid in claims.results}},
+            records={r.KEY: asdict(r) for r in records},  # type: ignore[call-overload]
+            judged_by=judged_by,
+            parameters=self.parameters,
+            wall_time_s=round(wall, 1),
+            phases_s={k: round(v, 1) for k, v in self.phases.items()},
+            peak_memory_gb=peak_memory_gb(),
+            versions=versions(),
+        )
+        record.save(self.dir)
         spent = ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items())
-        print(f"{self.name}: wall time {wall:.0f} s" + (f" ({spent})" if spent else ""))
+        print(f"{self.name}: wall time {wall:.0f} s" + (f" ({spent})" if spent else "") +
+              f", peak memory {record.peak_memory_gb:.2f} GB")  # fmt: skip
         return record
 
     def prose(self, template: str, **values: Any) -> str:
         """ "What it shows": ``template`` rendered from this run's numbers (:func:`.prose.render`),
         saved as ``what_it_shows.md`` and shown."""
         text = render(template, **values)
-        atomic_write(self.dir / "what_it_shows.md", lambda tmp: tmp.write_text(text))
+        atomic_write(self.dir / PROSE, lambda tmp: tmp.write_text(text))
         _show_markdown(text)
         return text
 
@@ -263,115 +310,3 @@ def _show_markdown(text: str) -> None:
         display(Markdown(text))
     except ImportError:
         print(text)
-
-
-# --- typed records: what other code reads of a study ---------------------------------------
-
-R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class WeddingSetting:
-    """The tuned arm's setting that 01 chose for ' weddings' - '', which 02 and 03 steer with: a
-    block index and the strength as a relative norm (it transfers between models; each study
-    computes the coefficient that gives it on its own model)."""
-
-    KEY: ClassVar[str] = "wedding_setting"
-    layer: int
-    relative_norm: float
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """How far two scorers agree on the same texts (:func:`actadd.studies.harness.judges.agreement`)."""
-
-    kappa: float
-    agreement: float
-    spearman: float
-    n: int
-
-
-@dataclass(frozen=True)
-class JudgeReport:
-    """Who judged a comparison study's verdicts: the scorer, its measured accuracy rows (one
-    per candidate, as :func:`actadd.studies.harness.judges.sentiment_accuracy_table` gives them;
-    empty for a packaged classifier not measured here), the second scorer and their agreement
-    on the judged continuations."""
-
-    KEY: ClassVar[str] = "judges"
-    scorer: str
-    second: str
-    agreement: Agreement
-    accuracy: list[dict[str, Any]] = field(default_factory=list)
-
-    def table(self) -> pd.DataFrame:
-        """The agreement as a one-row table: scorer, second, kappa, agreement, spearman, n."""
-        return pd.DataFrame([{"scorer": self.scorer, "second": self.second, **asdict(self.agreement)}])
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> JudgeReport:
-        return cls(
-            scorer=record["scorer"],
-            second=record["second"],
-            agreement=Agreement(**record["agreement"]),
-            accuracy=list(record.get("accuracy", [])),
-        )
-
-
-def load_record(kind: type[R], headline_file: str | Path) -> R | None:
-    """The record of type ``kind`` saved in a study's ``headline.json``, or None when the file
-    or the record is absent."""
-    path = Path(headline_file)
-    if not path.is_file():
-        return None
-    stored = json.loads(path.read_text()).get("records", {}).get(kind.KEY)  # type: ignore[attr-defined]
-    if stored is None:
-        return None
-    if hasattr(kind, "from_dict"):
-        return kind.from_dict(stored)  # type: ignore[attr-defined]
-    return kind(**{f.name: stored[f.name] for f in fields(kind)})  # type: ignore[arg-type]
-
-
-def wedding_setting(results_dir: str | Path, default: WeddingSetting) -> tuple[WeddingSetting, str]:
-    """The setting 01 chose in this run (its results folder beside ``results_dir``), or
-    ``default`` when the run has none; with a phrase saying which, for the prose."""
-    chosen = load_record(WeddingSetting, Path(results_dir).parent / "01_wedding_layers" / "headline.json")
-    if chosen is not None:
-        return chosen, "chosen by notebook 01 in this run"
-    return default, "this notebook's parameters (no 01_wedding_layers result in this run folder)"
-
-
-@dataclass(frozen=True)
-class WeddingGrid:
-    """The vectors a topic study (02, 03) steers with: ``p_plus - p_minus`` at the setting's
-    layer for each coefficient of its grid and for the tuned strength, and where the setting
-    came from (a phrase for the prose)."""
-
-    setting: WeddingSetting
-    source: str
-    vectors: dict[float, SteeringVector]  # {coeff: vector}, coefficients increasing
-    tuned_coeff: float
-
-    def __str__(self) -> str:
-        return (
-            f"layer {self.setting.layer}, tuned relative norm {self.setting.relative_norm:.3g} "
-            f"(c = {self.tuned_coeff:.3g} on this model): {self.source}"
-        )
-
-
-def wedding_grid(
-    model: TransformersModel,
-    p_plus: str,
-    p_minus: str,
-    coeffs: Sequence[float],
-    results_dir: str | Path,
-    default: WeddingSetting,
-) -> WeddingGrid:
-    """The :class:`WeddingGrid` at the setting :func:`wedding_setting` gives for this run: the
-    vectors for each of ``coeffs`` and for the coefficient that gives the setting's relative norm
-    on ``model``."""
-    setting, source = wedding_setting(results_dir, default)
-    vectors, tuned = coefficient_grid(
-        model, p_plus, p_minus, layer=setting.layer, coeffs=coeffs, relative_norm=setting.relative_norm
-    )
-    return WeddingGrid(setting, source, vectors, tuned)

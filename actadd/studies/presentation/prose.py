@@ -20,8 +20,8 @@ from typing import Any
 
 from actadd import EMBEDDED_MODELS
 from actadd.studies.evaluation.stats import Estimate
-from actadd.studies.harness import formatting
-from actadd.studies.harness.formatting import Unit
+from actadd.studies.presentation import formatting
+from actadd.studies.presentation.formatting import Unit
 
 # The prose field formats and the units they write.
 _UNITS: dict[str, Unit] = {"pct": "percent", "pts": "points", "num": "number"}
@@ -36,6 +36,8 @@ class _Formatter(string.Formatter):
         if format_spec == "verdict":
             return _VERDICT_PHRASES.get(str(value), str(value))
         if isinstance(value, Estimate):
+            if math.isnan(value.value):  # a comparison that was not made (a method not chosen)
+                return "not measured"
             return formatting.interval(value, _UNITS[format_spec or "num"], words=True)
         if isinstance(value, float | int) and not isinstance(value, bool):
             if format_spec == "int":

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
 from typing import Any
 
+__all__ = ["lazy_exports"]
+
 
 def lazy_exports(
     package: str, exports: Mapping[str, str], names: Sequence[str], namespace: dict[str, Any]

@@ -24,6 +24,8 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +48,8 @@ from actadd.studies.evaluation.scorers import (
     vader_scorer,
 )
 from actadd.studies.evaluation.stats import Estimate, proportion
+from actadd.studies.lifecycle.record import JudgeSummary
+from actadd.studies.presentation.formatting import interval
 
 HELDOUT_PER_CLASS = 500
 TRAIN_PER_CLASS = 2000
@@ -217,3 +221,58 @@ def agreement(
         kappa = float(cohen_kappa_score(labels_a, labels_b))
         spearman = float(scipy_stats.spearmanr(x, y).statistic)
     return {"kappa": kappa, "agreement": float(np.mean(labels_a == labels_b)), "spearman": spearman, "n": len(x)}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How far two scorers agree on the same texts (:func:`agreement`)."""
+
+    kappa: float
+    agreement: float
+    spearman: float
+    n: int
+
+
+@dataclass(frozen=True)
+class JudgeReport:
+    """Who judged a comparison study's verdicts: the scorer, its measured accuracy rows (one
+    per candidate, as :func:`sentiment_accuracy_table` gives them; empty for a packaged
+    classifier not measured here), the second scorer and their agreement on the judged
+    continuations."""
+
+    scorer: str
+    second: str
+    agreement: Agreement
+    accuracy: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def measure(
+        cls, scorer: str, second: str, scores: Sequence[float] | np.ndarray, second_scores: Sequence[float] | np.ndarray,
+        accuracy: pd.DataFrame | None = None,
+    ) -> JudgeReport:  # fmt: skip
+        """The report for two scorers' scores of the same continuations (and, when measured, the
+        candidates' accuracy table)."""
+        rows = [] if accuracy is None else accuracy.round(4).to_dict("records")
+        agreed = agreement(scores, second_scores)
+        return cls(
+            scorer, second, Agreement(agreed["kappa"], agreed["agreement"], agreed["spearman"], int(agreed["n"])), rows
+        )
+
+    def table(self) -> pd.DataFrame:
+        """The agreement as a one-row table: scorer, second, kappa, agreement, spearman, n."""
+        return pd.DataFrame([{"scorer": self.scorer, "second": self.second, **asdict(self.agreement)}])
+
+    def summary(self) -> JudgeSummary:
+        """What the README's judges table shows: the accuracy and the agreement in words."""
+        accuracy = "not measured here (a packaged classifier)"
+        if self.accuracy:
+            measured = pd.DataFrame(self.accuracy)
+            estimates = {
+                label: accuracy_estimate(measured, self.scorer, data)
+                for data, label in (("tweets", "held-out tweets"), ("pang_lee", "Pang-Lee sentences"))
+            }
+            accuracy = "; ".join(f"{interval(e, 'percent')} on {e.n} {label}" for label, e in estimates.items())
+        a = self.agreement
+        agreed = (f"kappa {a.kappa:.2f}, same label on {100 * a.agreement:.0f}%, Spearman {a.spearman:.2f} "
+                  f"({a.n} continuations)")  # fmt: skip
+        return JudgeSummary(self.scorer, accuracy, self.second, agreed)

@@ -22,7 +22,7 @@ from actadd.studies.evaluation.stats import (
     proportion_difference,
     proportion_of,
 )
-from actadd.studies.harness.methods import BASELINES, SETTING_COLUMNS, TREATMENT
+from actadd.studies.protocol.methods import BASELINES, SETTING_COLUMNS, TREATMENT
 
 # ---------------------------------------------------------------------------------------
 # Per-prompt values and their intervals

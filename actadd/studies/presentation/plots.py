@@ -8,8 +8,6 @@ table beside it (its ``<y>_low`` and ``<y>_high`` columns, or the columns named)
 - :func:`reference`: a baseline as a line with its interval as a band;
 - :func:`grid_heatmap`: a layer x strength grid of one value;
 - :func:`paired_differences`: comparisons against a line at 0;
-- :func:`selection_scatter`, :func:`steerability` (and a figure of each over a study's tasks):
-  the comparison studies' selection and per-prompt changes;
 - :func:`plain_log_axis`, :func:`setting_ticks`: tick labels a reader can read (never
   ``6 x 10^0`` or ``3.33848``).
 """
@@ -17,7 +15,7 @@ table beside it (its ``<y>_low`` and ``<y>_high`` columns, or the columns named)
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -25,9 +23,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullLocator
-
-from actadd.studies.harness.methods import KIND_COLOURS, KIND_LABELS
-from actadd.studies.harness.selection import Selection
 
 SHARE_LIMITS = (-0.03, 1.03)  # a share's axis, with room for the interval's caps
 
@@ -37,14 +32,15 @@ def panels(
 ) -> tuple[plt.Figure, np.ndarray]:
     """A figure of ``nrows`` x ``ncols`` panels (always a 2D array of axes) with ``title`` above
     them, laid out so that titles, tick labels and the title never overlap."""
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, layout="constrained"
-    )
-    fig.suptitle(title)
+    width = panel[0] * ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel[1] * nrows), squeeze=False, layout="constrained")
+    fig.suptitle("\n".join(textwrap.wrap(title, int(width * 9))))  # about 9 characters an inch at the title's size
     return fig, axes
 
 
-def _spread(table: pd.DataFrame, y: str, low: str, high: str) -> np.ndarray:
+def spread(table: pd.DataFrame, y: str, low: str, high: str) -> np.ndarray:
+    """The distances below and above each ``y`` to its interval, ``[2, n]`` (an errorbar's shape;
+    0 where an end is NaN)."""
     values = table[y].to_numpy(dtype=float)
     return np.nan_to_num([values - table[low].to_numpy(dtype=float), table[high].to_numpy(dtype=float) - values])
 
@@ -61,13 +57,15 @@ def by_setting(
     hue_format: str = "{}",
     scale: float = 1.0,
     fmt: str = "o",
+    horizontal: bool = False,
     **style: Any,
 ) -> list[Any]:
     """``y`` with its interval (``low``/``high`` columns, default ``<y>_low``/``<y>_high``) at each
     ``x``: numeric x as they are, any other x as evenly spaced categories in table order (their
     labels set as ticks). With ``hue``, one series per value of that column, side by side,
-    labelled ``hue_format.format(value)`` ("layer {}").
-    ``scale`` multiplies the values (100 for percentage points). Returns the x positions used."""
+    labelled ``hue_format.format(value)`` ("layer {}"). ``horizontal`` puts the settings on the
+    y axis (top to bottom) and the values on the x axis: long setting names then never overlap.
+    ``scale`` multiplies the values (100 for percentage points). Returns the categories used."""
     low, high = low or f"{y}_low", high or f"{y}_high"
     numeric = pd.api.types.is_numeric_dtype(table[x])
     categories = [] if numeric else list(dict.fromkeys(table[x]))
@@ -77,9 +75,15 @@ def by_setting(
         where = rows[x].to_numpy(dtype=float) if numeric else np.array([categories.index(c) for c in rows[x]]) + offset
         scaled = rows.assign(**{c: rows[c] * scale for c in (y, low, high)})
         label = style.pop("label", None) if hue is None else hue_format.format(group)
-        ax.errorbar(where, scaled[y], yerr=_spread(scaled, y, low, high), fmt=fmt, capsize=3, label=label, **style)
+        error = spread(scaled, y, low, high)
+        if horizontal:
+            ax.errorbar(scaled[y], where, xerr=error, fmt=fmt, capsize=3, label=label, **style)
+        else:
+            ax.errorbar(where, scaled[y], yerr=error, fmt=fmt, capsize=3, label=label, **style)
     if not numeric:
-        setting_ticks(ax, [str(c) for c in categories])
+        setting_ticks(ax, [str(c) for c in categories], axis="y" if horizontal else "x")
+        if horizontal:
+            ax.invert_yaxis()  # the table's first setting on top
     return categories
 
 
@@ -148,82 +152,49 @@ def grid_heatmap(
 
 def paired_differences(ax: plt.Axes, table: pd.DataFrame, *, label: str, title: str, scale: float = 1.0) -> None:
     """Paired differences (rows with ``comparison``, ``value``, ``low``, ``high``; one series per
-    ``group`` when the table has that column) beside a line at 0."""
+    ``group`` when the table has that column) beside a line at 0, the comparisons on the y axis."""
     by_setting(ax, table, "comparison", "value", low="low", high="high",
-               hue="group" if "group" in table.columns else None, scale=scale)  # fmt: skip
-    ax.axhline(0, color="grey", lw=1)
-    ax.set(ylabel=label, title=title)
+               hue="group" if "group" in table.columns else None, scale=scale, horizontal=True)  # fmt: skip
+    ax.axvline(0, color="grey", lw=1)
+    ax.set(xlabel=label, title=title)
     if "group" in table.columns:
         ax.legend(fontsize=8)
 
 
-def methods(ax: plt.Axes, table: pd.DataFrame, metric: str, *, label: str, title: str) -> None:
+def methods(
+    ax: plt.Axes, table: pd.DataFrame, metric: str, *, label: str, title: str, horizontal: bool = False
+) -> None:
     """``metric`` of every method of a method table with the table's intervals, one series per
-    ``direction`` when the table has that column."""
+    ``direction`` when the table has that column (``horizontal``: methods on the y axis)."""
     hue = "direction" if "direction" in table.columns else None
-    by_setting(ax, table, "method", metric, hue=hue)
-    ax.set(xlabel="method", ylabel=label, title=title)
+    by_setting(ax, table, "method", metric, hue=hue, horizontal=horizontal)
+    if horizontal:
+        ax.set(ylabel="method", xlabel=label, title=title)
+    else:
+        ax.set(xlabel="method", ylabel=label, title=title)
     if hue:
         ax.legend(fontsize=8)
 
 
-def selection_scatter(ax: plt.Axes, selection: Selection, *, objective_label: str, title: str) -> None:
-    """Every setting of a selection: mean objective against selection perplexity, both with the
-    table's intervals; the fluency limit as a line, the choices ringed."""
-    table, objective = selection.table, selection.objective
-    for kind, rows in table.groupby("kind", sort=False):
-        ax.errorbar(
-            rows["perplexity"], rows[objective], xerr=_spread(rows, "perplexity", "perplexity_low", "perplexity_high"),
-            yerr=_spread(rows, objective, f"{objective}_low", f"{objective}_high"), fmt="o", capsize=2,
-            color=KIND_COLOURS[str(kind)], label=KIND_LABELS[str(kind)], alpha=0.85,
-        )  # fmt: skip
-        for row in rows.itertuples():
-            ax.annotate(_short(row), (row.perplexity, getattr(row, objective)),
-                        fontsize=7, xytext=(4, 4), textcoords="offset points")  # fmt: skip
-    chosen = table[table["chosen"]]
-    ax.scatter(chosen["perplexity"], chosen[objective], s=220, facecolors="none", edgecolors="red", label="chosen")
-    ax.axvline(selection.fluency_limit, color="red", ls=":", label="fluency limit")
-    ax.set(xlabel="judge perplexity on the selection prompts (geometric mean)", ylabel=objective_label, title=title)
-    ax.legend(fontsize=7)
-
-
-def _short(row: Any) -> str:
-    if row.kind in ("actadd", "meandiff"):
-        return f"L{int(row.layer)} n{row.relative_norm:.2g}"
-    if row.kind == "preadd":
-        return f"s {row.strength:g}"
-    return ""
-
-
-def steerability(
-    axes: Sequence[plt.Axes], changes: pd.DataFrame, summary: pd.DataFrame, *, label: str, title: str
-) -> None:
-    """Left: every prompt's change against unsteered, per method; right: the share of prompts
-    moved the wrong way with its Wilson interval (the summary's)."""
-    sns.stripplot(data=changes, x="method", y="change", ax=axes[0], alpha=0.5, size=4, jitter=0.25)
-    axes[0].axhline(0, color="grey", lw=1)
-    axes[0].set(xlabel="method", ylabel=label, title=f"{title}: per-prompt change")
-    by_setting(axes[1], summary, "method", "wrong_way")
-    axes[1].set(xlabel="method", ylabel="share of prompts moved the wrong way", ylim=SHARE_LIMITS,
-                title=f"{title}: wrong way (Wilson 95% CI)")  # fmt: skip
-
-
-def selection_figure(selections: Mapping[str, Selection], *, objective_label: str, title: str) -> plt.Figure:
-    """One panel per task (``selections``: its label -> its selection): every setting tried
-    (:func:`selection_scatter`)."""
-    fig, axes = panels(len(selections), title=title, panel=(7.0, 5.0))
-    for ax, (label, selection) in zip(axes[0], selections.items()):
-        n = int(selection.table["n_prompts"].max())
-        selection_scatter(ax, selection, objective_label=objective_label, title=f"{label}: {n} selection prompts")
-    return fig
-
-
-def steerability_figure(
-    results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], *, label: str, title: str
-) -> plt.Figure:
-    """One row per task (``results``: label -> (changes, summary) of
-    :func:`~.comparison.steerability`): per-prompt changes and the share moved the wrong way."""
-    fig, axes = panels(2, nrows=len(results), title=title, panel=(7.0, 4.4))
-    for row, (name, (changes, summary)) in zip(axes, results.items()):
-        steerability(row, changes, summary, label=label, title=name)
-    return fig
+def overlapping_tick_labels(fig: plt.Figure) -> list[tuple[str, str]]:
+    """Every pair of tick labels ``fig`` draws (on every axes, inside its view limits) whose boxes
+    intersect by more than a pixel each way: what a reader cannot read. Draws the figure to
+    measure the text."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    boxes = []
+    for ax in fig.axes:
+        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            low, high = min(limits), max(limits)
+            for tick in axis.get_major_ticks():
+                label = tick.label1
+                if low <= tick.get_loc() <= high and label.get_visible() and label.get_text().strip():
+                    boxes.append((label.get_text(), label.get_window_extent(renderer)))
+    overlaps = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            width = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            height = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            if width > 1 and height > 1:
+                overlaps.append((a, b))
+    return overlaps

@@ -1,9 +1,11 @@
 """The methods the comparison studies (04, 05) put side by side, as data, and how they are sampled.
 
-- A method is data (:class:`Method`): its kind, layer, coefficient, relative norm, PREADD
-  strength and instruction are fields and table columns, never parsed out of its name.
-- Equal search budgets: :func:`search_space` gives ActAdd as many settings as PREADD, and the
-  mean-difference vector (CAA) the same (layer, relative norm) settings as ActAdd.
+- A method is data (:class:`Method`): its kind, layer, coefficient, relative norm, strength
+  per steered position (:mod:`.strength`, one definition for every vector), PREADD strength and
+  instruction are fields and table columns, never parsed out of its name.
+- Equal search budgets: :func:`search_space` gives ActAdd, the mean-difference vector (CAA)
+  and PREADD a grid each, of as many settings, each grid its own (a direction added at every
+  position needs far gentler strengths than ActAdd's one addition to the prompt).
 - :func:`sample` draws every method on the same prompts with the same per-(prompt, sample)
   seeds, as shared batches where the sampler allows (unsteered, prompting and ActAdd rows
   together; the mean-difference rows together, since they are added at every position; each
@@ -22,22 +24,34 @@ import pandas as pd
 from nnsight.modeling.transformers import TransformersModel
 from tqdm.auto import tqdm
 
-from actadd import DirectionVector, Positions, SteeringVector, generate, row_seeds, steering_vector
+from actadd import (
+    DirectionVector,
+    Positions,
+    SteeringVector,
+    Vector,
+    encode,
+    generate,
+    model_info,
+    resolve_layer,
+    row_seeds,
+    steering_vector,
+)
 from actadd import mean_difference as actadd_mean_difference
 from actadd.checks import integer, real, strings
 from actadd.studies.evaluation.scorers import continuation_perplexity
-from actadd.studies.harness.baselines import PrefixContrast, prompted
+from actadd.studies.evaluation.text_gate import TextGate
+from actadd.studies.protocol.baselines import PrefixContrast, prompted
+from actadd.studies.protocol.strength import Scale
 
 Kind = Literal["unsteered", "prompting", "preadd", "actadd", "meandiff"]
 KINDS: tuple[str, ...] = get_args(Kind)
-SETTING_COLUMNS = ["layer", "coeff", "relative_norm", "strength"]
-COLUMNS = ["method", "kind", *SETTING_COLUMNS, "prompt_id", "sample", "seed", "prompt", "completion"]
+SETTING_COLUMNS = ["layer", "coeff", "relative_norm", "position_norm", "strength"]
+COLUMNS = ["method", "kind", *SETTING_COLUMNS, "prompt_id", "sample", "seed", "prompt", "completion", "completion_norm"]
 # The methods an evaluation compares, by these names.
 TREATMENT = "ActAdd"
 BASELINES = ("unsteered", "prompting", "PREADD")
-# The mean-difference vector chosen on its own, and read at ActAdd's chosen layer and relative norm.
+# The mean-difference vector, chosen on its own grid by the same rule.
 MEAN_DIFFERENCE = "mean difference"
-MEAN_DIFFERENCE_AT_ACTADD = "mean difference at ActAdd's setting"
 # How a kind is named in prose and figures.
 KIND_LABELS = {"unsteered": "unsteered", "prompting": "prompting", "preadd": "PREADD", "actadd": "ActAdd",
                "meandiff": MEAN_DIFFERENCE}  # fmt: skip
@@ -52,11 +66,13 @@ class Method:
 
     ``kind`` is ``unsteered`` (the plain prompt), ``prompting`` (``instruction`` put before the
     prompt), ``preadd`` (plain log-probs + ``strength`` x (log-probs behind the prefix
-    ``instruction`` - plain ones), :class:`~actadd.studies.harness.baselines.PrefixContrast`) or
-    ``actadd`` (``steering`` added at ``layer`` with coefficient ``coeff``; ``relative_norm`` is
-    its norm over the residual norm at that layer) or ``meandiff`` (a ``[d_model]`` mean
-    difference of contrast pairs, :func:`actadd.mean_difference`, added at every position).
-    Fields a kind does not use are None.
+    ``instruction`` - plain ones), :class:`~actadd.studies.protocol.baselines.PrefixContrast`) or
+    ``actadd`` (``steering`` added at ``layer`` with coefficient ``coeff``) or ``meandiff`` (a
+    ``[d_model]`` mean difference of contrast pairs, :func:`actadd.mean_difference`, added at
+    every position). A steered method's ``relative_norm`` is its vector's own (over the norm of
+    the texts it was read from) and ``position_norm`` what it adds per steered position over the
+    reference residual norm at its layer (:class:`~.strength.Scale`), the one strength every
+    kind shares. Fields a kind does not use are None.
     """
 
     name: str
@@ -64,6 +80,7 @@ class Method:
     layer: int | None = None
     coeff: float | None = None
     relative_norm: float | None = None
+    position_norm: float | None = None
     strength: float | None = None
     instruction: str | None = None
     steering: SteeringVector | DirectionVector | None = field(default=None, compare=False, repr=False)
@@ -77,10 +94,10 @@ class Method:
             "unsteered": (),
             "prompting": ("instruction",),
             "preadd": ("instruction", "strength"),
-            "actadd": ("steering", "layer", "coeff", "relative_norm"),
-            "meandiff": ("steering", "layer", "coeff", "relative_norm"),
+            "actadd": ("steering", "layer", "coeff", "relative_norm", "position_norm"),
+            "meandiff": ("steering", "layer", "coeff", "relative_norm", "position_norm"),
         }[self.kind]
-        for name in ("layer", "coeff", "relative_norm", "strength", "instruction", "steering"):
+        for name in ("layer", "coeff", "relative_norm", "position_norm", "strength", "instruction", "steering"):
             given = getattr(self, name) is not None
             if given != (name in needs):
                 what = "needs" if name in needs else "takes no"
@@ -89,13 +106,15 @@ class Method:
                 )
 
     def settings(self) -> dict[str, Any]:
-        """The setting columns: layer, coeff, relative_norm, strength (None where unused)."""
+        """The setting columns: layer, coeff, relative_norm, position_norm, strength (None where unused)."""
         return {name: getattr(self, name) for name in SETTING_COLUMNS}
 
     def describe(self) -> str:
-        """The setting in words, for tables and prose: 'layer 10, c = 4.1 (relative norm 4)'."""
+        """The setting in words, for tables and prose: 'layer 10, c = 4.1 (0.5 of the residual norm per position)'."""
         if self.kind in POSITIONS:
-            return f"layer {self.layer}, c = {self.coeff:.3g} (relative norm {self.relative_norm:.3g})"
+            return (
+                f"layer {self.layer}, c = {self.coeff:.3g} ({self.position_norm:.3g} of the residual norm per position)"
+            )
         if self.kind == "preadd":
             return f"s = {self.strength:g}"
         return ""
@@ -123,78 +142,100 @@ def actadd(
     model: TransformersModel,
     p_plus: str,
     p_minus: str,
+    scale: Scale,
     *,
     layer: int | float,
-    relative_norm: float | None = None,
-    coeff: float | None = None,
+    position_norm: float,
     name: str | None = None,
 ) -> Method:
     """ActAdd with the vector ``p_plus - p_minus`` at ``layer`` (a block index or a fraction of
-    the depth), its strength given as a ``relative_norm`` (which transfers between models) or a
-    ``coeff``; both are recorded."""
-    vector = steering_vector(model, p_plus, p_minus, layer=layer, coeff=coeff, relative_norm=relative_norm)
-    return _steered("actadd", vector, name or f"ActAdd layer {vector.layer}, norm {vector.relative_norm:.3g}")
-
-
-def _steered(kind: Kind, vector: SteeringVector | DirectionVector, name: str) -> Method:
-    """A steered method whose setting columns are its vector's."""
-    return Method(
-        name, kind, layer=vector.layer, coeff=vector.coeff, relative_norm=vector.relative_norm, steering=vector
-    )
+    the depth), adding ``position_norm`` of the reference residual norm per steered position."""
+    unit = steering_vector(model, p_plus, p_minus, layer=layer)
+    return _steered("actadd", scale.at(unit, position_norm), scale, name)
 
 
 def mean_difference(
     model: TransformersModel,
     pairs: Sequence[tuple[str, str]],
+    scale: Scale,
     *,
     layer: int | float,
-    relative_norm: float,
+    position_norm: float,
     name: str | None = None,
     unit: DirectionVector | None = None,
 ) -> Method:
-    """The mean-difference vector of ``pairs`` (positive, negative texts) at ``layer``, at
-    ``relative_norm`` (:func:`actadd.mean_difference`); ``unit``, the same pairs' vector at that
-    layer at any strength, saves reading the pairs again."""
+    """The mean-difference vector of ``pairs`` (positive, negative texts, each read over its
+    tokens: :func:`actadd.mean_difference` with ``reduce="mean"``) at ``layer``, adding
+    ``position_norm`` of the reference residual norm at every steered position; ``unit``, the
+    same pairs' vector at that layer at any strength, saves reading the pairs again."""
     if unit is None:
-        unit = actadd_mean_difference(model, pairs, layer=layer)
-    if not unit.relative_norm:
-        raise ValueError(f"the pairs give a zero mean difference at layer {unit.layer}: no strength reaches a norm")
-    vector = unit * (real(relative_norm, "relative_norm", minimum=0) / unit.relative_norm)
-    assert vector.relative_norm is not None  # a vector read from pairs has one
-    return _steered(
-        "meandiff", vector, name or f"mean difference layer {vector.layer}, norm {vector.relative_norm:.3g}"
+        unit = actadd_mean_difference(model, pairs, layer=layer, reduce=READ)
+    return _steered("meandiff", scale.at(unit, position_norm), scale, name)
+
+
+# How a contrast pair's texts are read for the mean difference: over each text's tokens.
+READ = "mean"
+
+
+def _steered(kind: Kind, vector: Vector, scale: Scale, name: str | None) -> Method:
+    """A steered method whose setting columns are its vector's."""
+    position = scale.position_norm(vector)
+    label = KIND_LABELS[kind]
+    return Method(
+        name or f"{label} layer {vector.layer}, strength {position:.3g}",
+        kind,
+        layer=vector.layer,
+        coeff=vector.coeff,
+        relative_norm=vector.relative_norm,
+        position_norm=position,
+        steering=vector,
     )
+
+
+@dataclass(frozen=True)
+class Grids:
+    """What a selection tries, each method on a grid of its own and every grid of the same size
+    (equal search budgets): ActAdd's and the mean difference's settings as (layer as a fraction of
+    the depth, strength per steered position), PREADD's strengths."""
+
+    actadd: Sequence[Sequence[float]]
+    meandiff: Sequence[Sequence[float]]
+    preadd: Sequence[float]
+
+    def __post_init__(self) -> None:
+        sizes = {"ActAdd": len(self.actadd), "mean difference": len(self.meandiff), "PREADD": len(self.preadd)}
+        if len(set(sizes.values())) != 1 or not self.preadd:
+            raise ValueError(f"equal search budgets: give every method as many settings (at least one), got {sizes}")
+        for label, grid in (("ActAdd", self.actadd), ("mean difference", self.meandiff)):
+            if any(len(setting) != 2 for setting in grid):
+                raise ValueError(f"each {label} setting is (layer, strength per position), got {list(grid)!r}")
 
 
 def search_space(
     model: TransformersModel,
     p_plus: str,
     p_minus: str,
-    actadd_settings: Sequence[Sequence[float]],
     prefix: str,
-    preadd_strengths: Sequence[float],
+    grids: Grids,
+    scale: Scale,
     pairs: Sequence[tuple[str, str]] | None = None,
+    instruction: str | None = None,
 ) -> list[Method]:
-    """The methods a selection compares: unsteered, one ActAdd method per (layer, relative norm)
-    of ``actadd_settings``, one PREADD method per strength, and with contrast ``pairs`` one
-    mean-difference method per ActAdd setting. Equal budgets: ActAdd and PREADD must try the
-    same number of settings, and the mean difference tries ActAdd's."""
-    if len(actadd_settings) != len(preadd_strengths) or not preadd_strengths:
-        raise ValueError(
-            f"equal search budgets: give as many ActAdd settings as PREADD strengths (at least one), got "
-            f"{len(actadd_settings)} ActAdd settings {list(actadd_settings)!r} and {len(preadd_strengths)} "
-            f"PREADD strengths {list(preadd_strengths)!r}"
-        )
-    if any(len(setting) != 2 for setting in actadd_settings):
-        raise ValueError(f"each ActAdd setting is (layer, relative norm), got {list(actadd_settings)!r}")
-    steered = [actadd(model, p_plus, p_minus, layer=layer, relative_norm=norm) for layer, norm in actadd_settings]
+    """The methods a selection samples: unsteered, prompting with ``instruction`` (on the
+    frontier beside the others; nothing to choose), one ActAdd method per setting of its grid,
+    one PREADD method per strength, and with contrast ``pairs`` one mean-difference method per
+    setting of its grid."""
+    steered = [actadd(model, p_plus, p_minus, scale, layer=layer, position_norm=norm) for layer, norm in grids.actadd]
     means = []
     if pairs is not None:
-        layers = [m.steering.layer for m in steered if m.steering is not None]
-        units = {layer: actadd_mean_difference(model, pairs, layer=layer) for layer in layers}
-        means = [mean_difference(model, pairs, layer=layer, relative_norm=norm, unit=units[layer])
-                 for layer, (_, norm) in zip(layers, actadd_settings)]  # fmt: skip
-    return [unsteered(), *steered, *means, *(preadd(prefix, s) for s in preadd_strengths)]
+        units: dict[int, DirectionVector] = {}
+        for depth, norm in grids.meandiff:
+            layer = resolve_layer(depth, model_info(model))
+            if layer not in units:
+                units[layer] = actadd_mean_difference(model, pairs, layer=layer, reduce=READ)
+            means.append(mean_difference(model, pairs, scale, layer=layer, position_norm=norm, unit=units[layer]))
+    prompted_method = [] if instruction is None else [prompting(instruction)]
+    return [unsteered(), *prompted_method, *steered, *means, *(preadd(prefix, s) for s in grids.preadd)]
 
 
 def sample(
@@ -207,6 +248,7 @@ def sample(
     stream: int,
     batch_size: int = 64,
     progress: bool = True,
+    scale: Scale | None = None,
     **sampling: Any,
 ) -> pd.DataFrame:
     """``n_samples`` completions of every prompt under every method, one row each (:data:`COLUMNS`).
@@ -215,8 +257,11 @@ def sample(
     + s]`` under every method, so methods differ only by what they do to the logits. Unsteered,
     prompting and ActAdd rows share batches (ActAdd's through ``row_vectors``, at the front), the
     mean-difference rows theirs (at every position); each PREADD method is its own call with its
-    processor. ``prompt`` is always the plain prompt, also for
-    prompting, whose model saw the instruction before it. ``sampling`` goes to
+    processor. Every row gets the ``k - 1`` spaces after its start token that the longest ActAdd
+    vector among ``methods`` needs (the original code's pad mode, applied to every method alike).
+    ``prompt`` is always the plain prompt, also for prompting, whose model saw the instruction
+    before it. With the study's ``scale``, ``completion_norm`` is what each row's vector added to
+    it in all (:meth:`~.strength.Scale.completion_norm`; 0 unsteered). ``sampling`` goes to
     :func:`actadd.generate` (``max_new_tokens``, ``top_p``, ...).
     """
     prompts = strings(prompts, "prompts")
@@ -230,6 +275,9 @@ def sample(
         [(i, s, p) for i, p in enumerate(prompts) for s in range(n_samples)], columns=["prompt_id", "sample", "prompt"]
     )
     grid["seed"] = row_seeds(seed, len(grid), stream=stream)
+    # Every row padded like the ActAdd rows (the original's pad mode), so a method differs from
+    # another only by what it does, never by the prompt it sees.
+    spaces = max((m.steering.k - 1 for m in methods if isinstance(m.steering, SteeringVector)), default=0)
     front = [m for m in methods if m.kind in ("unsteered", "prompting", "actadd")]
     everywhere = [m for m in methods if m.kind == "meandiff"]
     calls = [c for c in (front, everywhere) if c] + [[m] for m in methods if m.kind == "preadd"]
@@ -247,7 +295,7 @@ def sample(
             row_vectors=[m.steering for m in call for _ in range(len(grid))],
             seed=grid["seed"].tolist() * len(call),
             batch_size=batch_size,
-            pad_prompts=True,
+            pad_prompts=spaces,
             logits_processors=processors,
             positions=POSITIONS.get(first.kind, "front"),
             progress=progress,
@@ -255,8 +303,38 @@ def sample(
         )
         for j, method in enumerate(call):
             completions[method.name] = out[j * len(grid) : (j + 1) * len(grid)]
-    frames = [grid.assign(method=m.name, kind=m.kind, **m.settings(), completion=completions[m.name]) for m in methods]
+    prompt_tokens = [len(encode(model, p)) - 1 + spaces for p in grid["prompt"]]
+    frames = []
+    for m in methods:
+        texts = completions[m.name]
+        if isinstance(m.steering, DirectionVector) and scale is not None:
+            # Added at the prompt's tokens after the start token and at every generated token but
+            # the last, which is sampled and never fed back through the model.
+            steered = [
+                p + max(len(model.tokenizer(t, add_special_tokens=False).input_ids) - 1, 0)
+                for p, t in zip(prompt_tokens, texts)
+            ]
+            norms = [scale.completion_norm(m.steering, n) for n in steered]
+        elif isinstance(m.steering, SteeringVector) and scale is not None:
+            norms = [scale.completion_norm(m.steering, 0)] * len(texts)
+        else:
+            norms = [0.0] * len(texts)
+        frames.append(grid.assign(method=m.name, kind=m.kind, **m.settings(), completion=texts, completion_norm=norms))
     return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+
+def text_check(frame: pd.DataFrame, gate: TextGate) -> pd.DataFrame:
+    """``frame`` (a :func:`sample` table) with each completion's ``is_text`` and ``gate_reason``
+    (:class:`~actadd.studies.evaluation.text_gate.TextGate`), every method's completions judged
+    against the unsteered completions of the same prompts and seeds (the set-level check)."""
+    references = frame[frame["kind"] == "unsteered"].set_index(["prompt_id", "sample"])["completion"]
+    checked = []
+    for _, group in frame.groupby("method", sort=False):
+        refs = references.reindex(list(zip(group["prompt_id"], group["sample"]))).dropna().tolist()
+        verdicts = gate.check(group["completion"].tolist(), references=refs or None)
+        checked.append(pd.DataFrame({"is_text": verdicts["is_text"].to_numpy(),
+                                     "gate_reason": verdicts["reason"].to_numpy()}, index=group.index))  # fmt: skip
+    return frame.join(pd.concat(checked))
 
 
 def score_unique(score: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -> np.ndarray:

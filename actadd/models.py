@@ -57,6 +57,12 @@ class Architecture:
     start_token: str | None
     # The config field that holds the context length.
     context: str = "max_position_embeddings"
+    # Whether the logits are the output embedding (a Linear, tied or not, with or without bias)
+    # of the last hidden state, then the tanh cap below: scoring then reproduces them a slice of
+    # the vocabulary at a time instead of holding them all.
+    linear_head: bool = True
+    # The config field of the tanh cap the family puts on its logits, where it has one.
+    logit_softcap: str | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -66,13 +72,13 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture("model.layers", None),
     "mistral": Architecture("model.layers", None),
     "gemma": Architecture("model.layers", None),
-    "gemma2": Architecture("model.layers", None),
-    "gemma3_text": Architecture("model.layers", None),
+    "gemma2": Architecture("model.layers", None, logit_softcap="final_logit_softcapping"),
+    "gemma3_text": Architecture("model.layers", None, logit_softcap="final_logit_softcapping"),
     "opt": Architecture("model.decoder.layers", None),
 }
 # An architecture the table does not know: its blocks are found by shape (or given to
 # wrap_model), its start token is the tokenizer's BOS, its context length is in the usual field.
-_UNKNOWN = Architecture(blocks=None, start_token=None)
+_UNKNOWN = Architecture(blocks=None, start_token=None, linear_head=False)
 
 # By model, where the architecture's rule is wrong: SmolLM2's tokenizer calls the chat token
 # <|im_start|> its BOS, but its pretraining documents are separated by <|endoftext|>.
@@ -108,6 +114,11 @@ class ModelInfo:
     # nnsight's ``remote=`` for every trace ActAdd opens: False (run here), True (the NDIF
     # service) or "local" (nnsight's serialise-and-run-here rehearsal of the remote path).
     remote: bool | str = False
+    # Dotted path of the unembedding whose input scoring reads (None: the architecture's logits
+    # are not known to be that Linear of the last hidden state), and the tanh cap on its logits
+    # (Gemma 2 and 3's final_logit_softcapping; None: none).
+    head_path: str | None = None
+    logit_softcap: float | None = None
 
 
 def load_model(
@@ -302,6 +313,8 @@ def _describe(
         stop_token_ids=tuple(int(t) for t in stops),
         max_positions=getattr(config, arch.context, None),
         remote=remote,
+        head_path=_head_path(module) if arch.linear_head else None,
+        logit_softcap=getattr(config, arch.logit_softcap) if arch.logit_softcap else None,
     )
 
 
@@ -344,10 +357,24 @@ def resolve_layer(layer: Any, info: ModelInfo) -> int:
 
 def blocks(model: TransformersModel) -> Any:
     """The nnsight envoy of the decoder blocks' ModuleList (index it by layer)."""
+    return envoy_at(model, model_info(model).blocks_path)
+
+
+def envoy_at(model: TransformersModel, path: str) -> Any:
+    """The nnsight envoy of the module at a dotted path of the transformers model."""
     envoy = model
-    for part in model_info(model).blocks_path.split("."):
+    for part in path.split("."):
         envoy = getattr(envoy, part)
     return envoy
+
+
+def _head_path(hf_model: torch.nn.Module) -> str | None:
+    """Where the model's output embedding is, when it is a Linear (else None)."""
+    output_embeddings = getattr(hf_model, "get_output_embeddings", None)
+    head = output_embeddings() if output_embeddings is not None else None
+    if not isinstance(head, torch.nn.Linear):
+        return None
+    return next((path for path, module in hf_model.named_modules() if module is head), None)
 
 
 def _start_token_id(tokenizer: Any, token: str | None, name: str, *, explicit: bool) -> int:

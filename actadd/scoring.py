@@ -5,25 +5,40 @@ forward pass's logits (:func:`forward_logits`).
 Scoring right-pads, so every row starts at position 0, and batches sequences of similar length
 so that little is spent on padding; each vector is placed on a row's own tokens as
 :mod:`actadd.steer` places it.
+
+A scoring pass never holds its logits. It reads the last hidden state of the positions it
+scores (the unembedding's input) through the trace, stops the model there, and takes each
+token's log-probability as its logit minus a log-sum-exp accumulated over slices of the
+vocabulary (the technique of cut cross-entropy): it holds positions x slice values, where the
+logits of batch x positions x vocabulary took gigabytes under Gemma 3's 262k-token vocabulary.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
+import nnsight
 import torch
+import torch.nn.functional as F
 from nnsight.modeling.transformers import TransformersModel
 from tqdm.auto import tqdm
 
 from actadd.checks import integer, strings
-from actadd.models import check_context, input_device, model_info
+from actadd.models import ARCHITECTURES, check_context, envoy_at, input_device, model_info
 from actadd.steer import Encoded, Positions, add, additions, encode, encode_prompt, row_steerings
 from actadd.vectors import Steerable, Steering
 
 __all__ = ["forward_logits", "length_batches", "logprobs", "next_token_logprobs"]
+
+# The most logits (positions x a slice of the vocabulary) one step of the log-sum-exp holds, 16 MiB
+# in float32, and the most positions it takes at once, so a slice is at least 1,024 tokens wide.
+# Here a bfloat16 matmul of 1,000 positions by 4,096 tokens ran faster than by the whole vocabulary.
+SLICE_VALUES = 1 << 22
+SLICE_ROWS = 4096
 
 
 def logprobs(
@@ -34,7 +49,6 @@ def logprobs(
     contexts: Sequence[str] | None = None,
     row_vectors: Sequence[Steerable | None] | None = None,
     batch_size: int = 16,
-    max_logits: int | None = None,
     positions: Positions = "front",
     chat: bool = False,
     progress: bool = False,
@@ -47,10 +61,8 @@ def logprobs(
     separately keeps the boundary exact. With ``chat=True`` each context is the user's turn of
     the chat template and each text the assistant's reply after the generation prompt (as
     ``generate(..., chat=True)`` samples it), front positions counted from the context's content.
-    ``positions`` is as in :func:`generate`. A pass takes at most ``batch_size`` texts and, with
-    ``max_logits``, fewer where its logits (texts x scored positions x vocabulary) would pass
-    that many: a model with a large vocabulary, such as Gemma 3's 262k tokens, scoring long
-    texts 32 at a time holds gigabytes of them.
+    ``positions`` is as in :func:`generate`. A pass takes at most ``batch_size`` texts; it holds
+    their hidden states, never their logits over the whole vocabulary.
     """
     texts = strings(texts, "texts")
     if contexts is not None:
@@ -63,22 +75,13 @@ def logprobs(
     context_ids = [p.ids for p in prompts]
     text_ids = [encode(model, t, start=False) for t in texts]
     sequences = [c + t for c, t in zip(context_ids, text_ids)]
-    spans = _spans(prompts, chat)
     rows = row_steerings(len(texts), vectors, row_vectors)
     check_context(sequences, model_info(model))
-
-    # Only the positions that predict a text token go through the unembedding (a large share
-    # of the cost for a big vocabulary); sequences are batched by length to waste no padding.
-    first_scored = [len(c) - 1 for c in context_ids]
-    scores: dict[int, torch.Tensor] = {}
-    batches = _batched_logits(model, sequences, rows, spans, first_scored, batch_size, max_logits, positions, progress)
-    for batch, logits, offset in batches:
-        for j, i in enumerate(batch):
-            first, last = len(context_ids[i]), len(sequences[i])
-            targets = torch.tensor(sequences[i][first:last], device=logits.device)
-            lp = logits[j, first - 1 - offset : last - 1 - offset].float().log_softmax(dim=-1)
-            scores[i] = lp.gather(1, targets[:, None]).squeeze(1).cpu()
-    return [scores[i] for i in range(len(texts))]
+    # Position p predicts token p + 1: a text is predicted from the position before its first token.
+    predicting = [range(len(c) - 1, len(s) - 1) for c, s in zip(context_ids, sequences)]
+    return _score(
+        model, sequences, rows, _spans(prompts, chat), predicting, batch_size, positions, progress, tokens=True
+    )
 
 
 def next_token_logprobs(
@@ -87,28 +90,22 @@ def next_token_logprobs(
     vectors: Steerable | None = None,
     *,
     batch_size: int = 16,
-    max_logits: int | None = None,
     positions: Positions = "front",
     chat: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Log-probabilities of the token after each prompt: ``[n_prompts, vocab]`` on the CPU.
+    """Log-probabilities of the token after each prompt: ``[n_prompts, vocab]`` float32 on the CPU.
 
     ``positions`` and ``chat`` are as in :func:`generate` (with ``chat``, the first token of
-    the assistant's reply), ``batch_size`` and ``max_logits`` as in :func:`logprobs`."""
+    the assistant's reply), ``batch_size`` as in :func:`logprobs`."""
     prompts = strings(prompts, "prompts")
     encoded = [encode_prompt(model, p, chat=chat) for p in prompts]
     sequences = [e.ids for e in encoded]
-    spans = _spans(encoded, chat)
     rows = row_steerings(len(prompts), vectors, None)
     check_context(sequences, model_info(model))
-    out: dict[int, torch.Tensor] = {}
-    last = [len(s) - 1 for s in sequences]
-    batches = _batched_logits(model, sequences, rows, spans, last, batch_size, max_logits, positions, progress)
-    for batch, logits, offset in batches:
-        for j, i in enumerate(batch):
-            out[i] = logits[j, last[i] - offset].float().log_softmax(-1).cpu()
-    return torch.stack([out[i] for i in range(len(prompts))])
+    last = [range(len(s) - 1, len(s)) for s in sequences]
+    out = _score(model, sequences, rows, _spans(encoded, chat), last, batch_size, positions, progress, tokens=False)
+    return torch.cat(out)
 
 
 def forward_logits(
@@ -126,82 +123,164 @@ def forward_logits(
         raise ValueError(f"sequences must be a non-empty list of non-empty token id lists, got {sequences!r}")
     rows = row_steerings(len(sequences), vectors, row_vectors)
     check_context(sequences, model_info(model))
-    return _forward(model, sequences, rows, positions)
+    inputs, added = _steered_inputs(model, sequences, rows, positions, None)
+    with torch.no_grad(), model.trace(inputs, remote=model_info(model).remote):
+        add(model, added)
+        logits = model.output.logits.save()
+    return logits
 
 
-def _forward(
+def _steered_inputs(
     model: TransformersModel,
     sequences: Sequence[Sequence[int]],
     rows: Sequence[Steering | None],
-    positions: Positions = "front",
-    *,
-    spans: Sequence[tuple[int, int]] | None = None,
-    keep_last: int | None = None,
-) -> torch.Tensor:
-    """One steered forward pass on right-padded token ids: logits ``[batch, max_len, vocab]``,
-    or of the last ``keep_last`` positions only (``[batch, keep_last, vocab]``). ``spans`` are
-    the rows' steerable tokens, as in :func:`actadd.steer.additions`."""
+    positions: Positions,
+    spans: Sequence[tuple[int, int]] | None,
+) -> tuple[dict[str, torch.Tensor], dict[int, torch.Tensor]]:
+    """Right-padded ``input_ids`` and ``attention_mask`` ``[batch, max_len]`` on the model's input
+    device, and what to add at each steered layer (``spans`` as in :func:`actadd.steer.additions`)."""
     info = model_info(model)
-    lengths = [len(s) for s in sequences]
-    seq_len = max(lengths)
-    input_ids = torch.full((len(sequences), seq_len), info.pad_token_id, dtype=torch.long)
+    input_ids = torch.full((len(sequences), max(len(s) for s in sequences)), info.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)
     for i, s in enumerate(sequences):
         input_ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
     device = input_device(model)
     added = additions(rows, mask, info, positions, spans=spans, device=device, dtype=model.dtype)
-    kwargs = {} if keep_last is None else {"logits_to_keep": keep_last}
-    with (
-        torch.no_grad(),
-        model.trace(
-            {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, remote=info.remote, **kwargs
-        ),
-    ):
-        add(model, added)
-        logits = model.output.logits.save()
-    return logits
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, added
 
 
-def _batched_logits(
+def _score(
     model: TransformersModel,
     sequences: Sequence[list[int]],
     rows: Sequence[Steering | None],
     spans: Sequence[tuple[int, int]] | None,
-    first_needed: Sequence[int],
+    predicting: Sequence[range],
     batch_size: int,
-    max_logits: int | None,
     positions: Positions,
     progress: bool,
-) -> Iterator[tuple[list[int], torch.Tensor, int]]:
-    """Batches of similar length: (row indices, logits of the positions from the batch's
-    earliest ``first_needed`` on, that position)."""
+    *,
+    tokens: bool,
+) -> list[torch.Tensor]:
+    """Per sequence, from the positions ``predicting[i]``: the log-probability of the token each
+    predicts (``tokens``, ``[len(predicting[i])]``) or its whole next-token distribution
+    (``[len(predicting[i]), vocab]``), in batches of similar length, on the CPU."""
     integer(batch_size, "batch_size", minimum=1)
-    if max_logits is not None:
-        integer(max_logits, "max_logits", minimum=1)
-    lengths = [len(s) for s in sequences]
-    batches = length_batches(lengths, first_needed, batch_size, model_info(model).vocab_size, max_logits)
+    info = model_info(model)
+    if info.head_path is None:
+        known = ", ".join(sorted(k for k, a in ARCHITECTURES.items() if a.linear_head))
+        warnings.warn(
+            f"{info.name!r} (model_type {info.model_type!r}): actadd does not know how this architecture turns its "
+            f"last hidden state into logits, so each scoring pass holds its logits over the whole vocabulary "
+            f"(batch x positions x vocabulary); lower batch_size if that is too much memory. Known: {known}",
+            stacklevel=3,
+        )
+    scores: dict[int, torch.Tensor] = {}
     with tqdm(total=len(sequences), desc="score", disable=not progress, leave=False) as bar:
-        for batch in batches:
-            offset = min(first_needed[i] for i in batch)
-            logits = _forward(
+        for batch in length_batches([len(s) for s in sequences], batch_size):
+            offset = min(predicting[i].start for i in batch)
+            at_row = torch.tensor([j for j, i in enumerate(batch) for _ in predicting[i]], dtype=torch.long)
+            at_position = torch.tensor([p - offset for i in batch for p in predicting[i]], dtype=torch.long)
+            targets = (
+                torch.tensor([sequences[i][p + 1] for i in batch for p in predicting[i]], dtype=torch.long)
+                if tokens
+                else None
+            )
+            inputs, added = _steered_inputs(
                 model,
                 [sequences[i] for i in batch],
                 [rows[i] for i in batch],
                 positions,
-                spans=None if spans is None else [spans[i] for i in batch],
-                keep_last=max(lengths[i] for i in batch) - offset,
+                None if spans is None else [spans[i] for i in batch],
             )
-            yield batch, logits, offset
+            keep_last = inputs["input_ids"].shape[1] - offset
+            with (
+                torch.no_grad(),
+                model.trace(inputs, remote=info.remote, logits_to_keep=keep_last) as tracer,
+            ):
+                add(model, added)
+                if info.head_path is None:
+                    logits = model.output.logits
+                    picked = logits[at_row.to(logits.device), at_position.to(logits.device)]
+                    found = nnsight.save(_from_logits(picked, targets))
+                else:
+                    head = envoy_at(model, info.head_path)
+                    hidden = head.input
+                    picked = hidden[at_row.to(hidden.device), at_position.to(hidden.device)]
+                    found = nnsight.save(_from_hidden(picked, head.weight, head.bias, targets, info.logit_softcap))
+                    tracer.stop()  # the unembedding of every kept position would hold the logits this avoids
+            found = found.cpu()
+            for i, part in zip(batch, found.split([len(predicting[i]) for i in batch])):
+                scores[i] = part
             _release_freed_memory()
             bar.update(len(batch))
+    return [scores[i] for i in range(len(sequences))]
+
+
+def _from_logits(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    """``[n, vocab]`` logits: each target's log-probability ``[n]``, or each row's distribution (no targets)."""
+    lp = logits.float().log_softmax(dim=-1)
+    return lp if targets is None else lp.gather(1, targets.to(lp.device)[:, None]).squeeze(1)
+
+
+def _from_hidden(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor | None,
+    softcap: float | None,
+) -> torch.Tensor:
+    """Log-probabilities from last hidden states ``[n, d_model]`` under the unembedding
+    ``weight`` ``[vocab, d_model]`` (and ``bias``, ``softcap``): each target's ``[n]``, or without
+    targets each row's whole distribution ``[n, vocab]``. The matmuls run in the model's dtype,
+    as the model's own; the log-sum-exp is summed in float32 over a slice of the vocabulary at a
+    time, for at most ``SLICE_VALUES`` logits at once."""
+    if targets is None:
+        return _capped(F.linear(hidden, weight, bias).float(), softcap).log_softmax(dim=-1)
+    targets = targets.to(hidden.device)
+    vocab = weight.shape[0]
+    # As few blocks of positions as hold at most SLICE_ROWS each, evenly: every block multiplies
+    # by the whole unembedding once, slice by slice, each slice as wide as SLICE_VALUES allows.
+    n_blocks = max(1, -(-len(targets) // SLICE_ROWS))
+    block = max(1, -(-len(targets) // n_blocks))
+    width = min(vocab, SLICE_VALUES // block)
+    out = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
+    work: torch.Tensor | None = None  # reused: a fresh buffer of this size page-faults on every slice
+    for lo in range(0, len(targets), block):
+        h, t = hidden[lo : lo + block], targets[lo : lo + block]
+        picked = torch.zeros(len(t), dtype=torch.float32, device=hidden.device)
+        maxima, sums = [], []
+        for v in range(0, vocab, width):
+            logits = F.linear(h, weight[v : v + width], None if bias is None else bias[v : v + width])
+            if softcap is not None:
+                logits = _capped(logits.float(), softcap)
+            inside = (t >= v) & (t < v + logits.shape[1])
+            at = (t - v).clamp(0, logits.shape[1] - 1)[:, None]
+            picked = torch.where(inside, logits.gather(1, at).squeeze(1).float(), picked)
+            if logits.dtype != torch.float32:  # float32 logits are this slice's own: worked on in place
+                if work is None or work.shape != logits.shape:
+                    work = torch.empty(logits.shape, dtype=torch.float32, device=hidden.device)
+                logits = work.copy_(logits)
+            top = logits.amax(dim=-1, keepdim=True)
+            maxima.append(top)
+            sums.append(logits.sub_(top).exp_().sum(dim=-1, keepdim=True))
+        top = torch.cat(maxima, dim=1)
+        highest = top.amax(dim=1, keepdim=True)
+        lse = highest + (torch.cat(sums, dim=1) * (top - highest).exp()).sum(dim=1, keepdim=True).log()
+        out[lo : lo + block] = picked - lse.squeeze(1)
+    return out
+
+
+def _capped(logits: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Float32 logits tanh-capped in place where the model caps them (Gemma 2 and 3)."""
+    return logits if softcap is None else logits.div_(softcap).tanh_().mul_(softcap)
 
 
 def _release_freed_memory() -> None:
     """Hand the memory of freed tensors back to the system. Passes of growing length leave
-    glibc's heap fragmented (freed blocks too small for the next pass's logits): scoring 640
-    sentences under Gemma 3's 262k-token vocabulary grew the process from 1.5 to 6.0 GB, and 02's
-    thousands took a 24 GiB machine out of memory. A no-op where libc has no ``malloc_trim``."""
+    glibc's heap fragmented (freed blocks too small for the next pass): when every pass held its
+    logits, scoring 640 sentences under Gemma 3's 262k-token vocabulary grew the process from 1.5
+    to 6.0 GB. A no-op where libc has no ``malloc_trim``."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 
@@ -216,27 +295,10 @@ def _malloc_trim() -> Any:
 _MALLOC_TRIM = _malloc_trim()
 
 
-def length_batches(
-    lengths: Sequence[int],
-    first_needed: Sequence[int],
-    batch_size: int,
-    vocab_size: int,
-    max_logits: int | None = None,
-) -> list[list[int]]:
-    """Row indices in batches of similar length: at most ``batch_size`` rows and, given
-    ``max_logits``, no more logits than that (rows x positions from the batch's earliest
-    ``first_needed`` to its longest sequence x ``vocab_size``) unless a single row holds more."""
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        trial = [*batch, i]
-        scored = lengths[i] - min(first_needed[j] for j in trial)  # lengths ascend: row i is the longest
-        over = max_logits is not None and len(trial) * scored * vocab_size > max_logits
-        if batch and (len(trial) > batch_size or over):
-            batches.append(batch)
-            trial = [i]
-        batch = trial
-    return [*batches, batch] if batch else batches
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Row indices sorted by length, in batches of at most ``batch_size``."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
 
 
 def _spans(prompts: Sequence[Encoded], chat: bool) -> list[tuple[int, int]] | None:

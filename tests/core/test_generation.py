@@ -9,10 +9,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor
 
 import actadd
-from actadd.scoring import forward_logits, length_batches
+import actadd.generation as generation
+from actadd.models import model_info
+from actadd.scoring import forward_logits
 from actadd.steer import encode_prompt, pad_to_vectors
 from tests.core.reference import PAIRS, PROMPTS, AddHook, DirectionHook, block, greedy, reference_greedy, token_ids
 
@@ -218,26 +220,6 @@ def test_bad_generate_inputs(smol):
 # --- positions="all": every prompt position after the start token and every decoded token
 
 
-def test_length_batches_keep_the_batch_size_and_cut_at_max_logits():
-    lengths, first = [9, 3, 5, 7, 4], [2, 1, 1, 2, 1]
-    # No max_logits: the rows sorted by length, in batch_size chunks.
-    assert length_batches(lengths, first, 2, vocab_size=10) == [[1, 4], [2, 3], [0]]
-    # rows x (longest - earliest first_needed) x vocab: [1, 4] scores 2 x 3 x 10 = 60 logits,
-    # one more row (length 5) would make 3 x 4 x 10 = 120.
-    assert length_batches(lengths, first, 8, vocab_size=10, max_logits=100) == [[1, 4], [2], [3], [0]]
-    # A row over max_logits on its own still gets its batch.
-    assert length_batches(lengths, first, 8, vocab_size=10, max_logits=1) == [[1], [4], [2], [3], [0]]
-
-
-def test_scores_are_the_same_when_max_logits_cuts_the_batches(gpt2_random):
-    texts = [" and then", " the bride wore white at the wedding", " a", " I do, said the groom."]
-    v = actadd.steering_vector(gpt2_random, " weddings", "", layer=1, coeff=4.0)
-    whole = actadd.logprobs(gpt2_random, texts, v, contexts=[*PROMPTS, "Hi"], batch_size=4)
-    cut = actadd.logprobs(gpt2_random, texts, v, contexts=[*PROMPTS, "Hi"], batch_size=4, max_logits=1)  # a row a pass
-    for a, b in zip(whole, cut, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-
-
 @pytest.mark.parametrize("fixture", ["gpt2_random", "smol"])
 def test_all_positions_greedy_generation_matches_the_mask_hook_reference(fixture, request):
     """Greedy with the KV cache, left-padded batch: the text of transformers' own greedy loop
@@ -411,3 +393,62 @@ def test_pad_prompts_as_a_number_pads_every_row_alike(gpt2_random):
     assert ids == [50256, 220, 220, 220, *model.tokenizer("Hi").input_ids]
     with pytest.raises(ValueError, match="pad_prompts"):
         actadd.generate(model, "Hi", v, pad_prompts=-1, **greedy)
+
+
+# --- The decode loop against transformers' generate
+
+
+class _StopLater(LogitsProcessor):
+    """Row r's stop token becomes its certain draw once r + 3 tokens are decoded (every other row
+    runs on): rows stop at different steps, and a caller's processor runs before the sampler."""
+
+    def __init__(self, prompt_len: int, stop: int):
+        self.prompt_len, self.stop = prompt_len, stop
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        decoded = input_ids.shape[1] - self.prompt_len
+        rows = torch.arange(len(scores))
+        due = (rows % 2 == 0) & (rows + 3 == decoded)
+        scores[due, self.stop] = scores[due].amax(dim=-1) + 1e4
+        return scores
+
+
+@pytest.mark.parametrize(
+    "fixture, positions, counts",
+    [
+        ("smol", "front", "completion"),
+        ("smol", "all", "prompt_and_completion"),
+        ("gemma", "front", "prompt_and_completion"),
+    ],
+)
+def test_decode_loop_draws_what_transformers_generate_draws(fixture, positions, counts, request, monkeypatch):
+    """Float32, the paper's sampler on a left-padded batch whose rows stop at different steps:
+    this module's decode loop gives token for token the text of transformers' ``generate`` (in one
+    nnsight request, as a remote model runs) with the same seeded RowSampler as its last logits
+    processor; and a batch gives each row the text it gets alone."""
+    model = request.getfixturevalue(fixture)
+    steering = (
+        actadd.mean_difference(model, PAIRS, layer=2, relative_norm=2.0)
+        if positions == "all"
+        else actadd.steering_vector(model, " weddings", "", layer=2, coeff=3.0)
+    )
+    prompts = [*PROMPTS, "Hi"] * 2
+    width = max(len(token_ids(model, p)) for p in prompts)
+    stop = _StopLater(width, model_info(model).stop_token_ids[0])
+    seeds = actadd.row_seeds(5, len(prompts))
+    sampling = dict(max_new_tokens=16, positions=positions, freq_penalty_counts=counts, progress=False)
+    ours = generation.generate(model, prompts, steering, seed=seeds, logits_processors=[stop], **sampling)
+    with monkeypatch.context() as patch:
+        patch.setattr(generation, "_decode", generation._decode_remotely)
+        theirs = generation.generate(model, prompts, steering, seed=seeds, logits_processors=[stop], **sampling)
+    assert ours == theirs
+    assert len(set(ours)) == len(ours)  # rows drew apart
+    lengths = [len(model.tokenizer(t, add_special_tokens=False).input_ids) for t in ours]
+    assert all(n <= r + 3 for r, n in enumerate(lengths) if r % 2 == 0)  # even rows stopped early
+    assert any(n > 8 for r, n in enumerate(lengths) if r % 2 == 1)  # odd rows ran on
+    alone = [
+        generation.generate(model, [p], steering, seed=[s], **sampling)[0]
+        for r, (p, s) in enumerate(zip(prompts, seeds))
+        if r % 2 == 1
+    ]
+    assert ours[1::2] == alone

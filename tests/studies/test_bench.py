@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import actadd
-from actadd.studies.evaluation import overhead
+from actadd.studies.evaluation import limits, overhead
 from actadd.studies.pipeline import bench
 from actadd.studies.pipeline.cli import main as cli
 from actadd.studies.pipeline.cli import thread_counts
@@ -111,7 +111,7 @@ SWEEP_TIMES = {"one_setting_at_a_time": [3.4, 3.6, 4.5], "per_row": [2.0, 2.0, 2
 def test_run_bench_computes_each_ratio_from_the_timed_paths(gpt2_random, tmp_path, monkeypatch, threads_restored):
     calls = {}
     monkeypatch.setattr(bench, "premium_table", lambda models, **kwargs: (pd.DataFrame([FORWARD_ROW]), {}))
-    monkeypatch.setattr(bench, "load_bench_model", lambda name: gpt2_random)
+    monkeypatch.setattr(bench, "load_bench_model", lambda name, **kwargs: gpt2_random)
     monkeypatch.setattr(bench, "generation_cost", lambda model, prompts, **kwargs: GENERATION_TIMES)
 
     def sweep_cost(model, *, layers, **kwargs):
@@ -192,6 +192,66 @@ def test_bench_quick_prints_table_and_writes_json_per_thread_count(tmp_path, cap
         assert set(g[key]) == summary_keys and g[key]["median"] > 0
     assert set(g["tokens_per_s"]) == {"hf", "actadd", "one_at_a_time"}
     assert record["targets"] == bench.targets(record["forward"], record["generation"])
+    # Each path beside the limit at its own shape: generation's matmul has the batch's rows.
+    t = record["throughput"]
+    assert t["model"] == "gpt2-tiny" and t["dtype"] == "bfloat16" and t["parameters"] == forward["parameters"]
+    paths = t["paths"]
+    assert list(paths) == ["generate batch 2", "generate batch 4", "score", "forward plain", "forward steered"]
+    for batch in (2, 4):
+        path = paths[f"generate batch {batch}"]
+        assert path["tokens"] == batch * 3 and path["matmul"] == f"{batch}x64x256 bfloat16"
+    assert paths["forward plain"]["tokens"] == 2 * 16 and paths["forward plain"]["matmul"] == "32x64x256 bfloat16"
+    for path in paths.values():
+        for key in ("tokens_per_s", "limit_tokens_per_s", "share"):
+            assert 0 < path[key]["low"] <= path[key]["median"] <= path[key]["high"]
+    assert "share of limit" in printed and "square 2048^3 bfloat16 matmul" in printed
+
+
+def test_token_limit_is_the_matmul_rate_over_two_flop_per_parameter():
+    assert limits.token_limit(2.7e11, 135_000_000) == pytest.approx(1000.0)
+    np.testing.assert_allclose(limits.token_limit(np.array([2e9, 4e9]), 1_000_000), [1000.0, 2000.0])
+    with pytest.raises(ValueError, match="n_parameters"):
+        limits.token_limit(1e9, 0)
+
+
+def test_a_matmul_call_does_the_flop_it_states(monkeypatch):
+    shape = limits.MatmulShape(8, 16, 32)
+    call, flop = limits.matmul_call(shape, seconds=0.01)
+    done = []
+    linear = torch.nn.functional.linear
+
+    def counted(a, b):
+        done.append((tuple(a.shape), tuple(b.shape), a.dtype))
+        return linear(a, b)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", counted)
+    call()
+    assert done and set(done) == {((8, 16), (32, 16), torch.bfloat16)}
+    assert flop == len(done) * 2 * 8 * 16 * 32 == len(done) * shape.flop
+
+
+def test_peak_memory_sees_what_a_call_allocates():
+    held = limits.peak_memory(lambda: torch.ones(64 * 2**20))  # 256 MiB, written, then freed
+    if held is None:
+        pytest.skip("this kernel cannot reset the peak resident memory (/proc/self/clear_refs)")
+    peak, rise = held
+    assert rise >= 200 and peak >= rise
+    assert limits.peak_memory(lambda: None)[1] < 32
+
+
+def test_each_share_pairs_a_paths_timing_with_its_own_matmul(monkeypatch):
+    """Tokens/s over the limit at the path's shape, repeat by repeat: 100 tokens in 1 s and 2 s,
+    beside a 1,000-FLOP matmul in 0.5 s and 0.25 s, 5 parameters: limits 200 and 400 tokens/s."""
+    monkeypatch.setattr(limits, "matmul_call", lambda shape, seconds: (lambda: None, 1000))
+    monkeypatch.setattr(
+        limits, "time_interleaved", lambda calls, repeats, warmup: {"a": [1.0, 2.0], "a matmul": [0.5, 0.25]}
+    )
+    path = limits.Throughput(lambda: None, 100, limits.MatmulShape(4, 8, 16))
+    a = limits.shares_of_limit({"a": path}, 5, repeats=2)["a"]
+    assert a["tokens_per_s"]["median"] == pytest.approx(75.0)
+    assert a["limit_tokens_per_s"]["median"] == pytest.approx(300.0)
+    assert a["share"]["median"] == pytest.approx((0.5 + 0.125) / 2)
+    assert a["matmul"] == "4x8x16 bfloat16" and a["tokens"] == 100
 
 
 @pytest.mark.parametrize("bad", ["0", "1,x", "", "-2"])

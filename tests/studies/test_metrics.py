@@ -73,8 +73,8 @@ def fake_logprobs(monkeypatch):
     """actadd.logprobs stand-in: every whitespace word of a text is one token of log-prob -(its text's word count)."""
     calls = []
 
-    def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16, max_logits=None, progress=False):
-        calls.append({"texts": list(texts), "vectors": vectors, "contexts": contexts, "max_logits": max_logits})
+    def logprobs(model, texts, vectors=None, *, contexts=None, batch_size=16, progress=False):
+        calls.append({"texts": list(texts), "vectors": vectors, "contexts": contexts, "batch_size": batch_size})
         return [torch.full((len(t.split()),), -float(len(t.split()))) for t in texts]
 
     monkeypatch.setattr(actadd, "logprobs", logprobs, raising=False)
@@ -85,9 +85,9 @@ def test_document_logprob_splits_sentences_and_averages_tokens(fake_logprobs):
     # 'Dr. Smith came home.' 4 tokens at -4; 'He slept.' 2 tokens at -2 -> (16 + 4) / 6
     assert scorers.document_logprob("model", "Dr. Smith came home. He slept.", vectors="v") == pytest.approx(-20 / 6)
     assert fake_logprobs[0] == {"texts": ["Dr. Smith came home.", "He slept."], "vectors": "v", "contexts": None,
-                                "max_logits": None}  # fmt: skip
-    both = scorers.document_logprobs("model", ["One two. Three.", "Four five six."], max_logits=64)
-    assert fake_logprobs[1]["max_logits"] == 64
+                                "batch_size": 16}  # fmt: skip
+    both = scorers.document_logprobs("model", ["One two. Three.", "Four five six."], batch_size=64)
+    assert fake_logprobs[1]["batch_size"] == 64
     np.testing.assert_allclose(both, [(-4 - 1) / 3, -3.0])
 
 

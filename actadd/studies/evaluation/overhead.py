@@ -35,6 +35,7 @@ from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, LogitsPr
 import actadd
 from actadd import RowSampler, encode, forward_logits, model_info, row_seeds, transformers_model, wrap_model
 from actadd.checks import integer
+from actadd.models import parse_dtype
 from actadd.studies.evaluation.stats import bootstrap_ci
 
 # GPT-2's published shapes (layers, d_model, heads); the tiny one is for smoke runs.
@@ -76,13 +77,14 @@ def gpt2_tokenizer() -> Any:
         return GPT2TokenizerFast.from_pretrained(folder)
 
 
-def load_bench_model(name: str, *, seed: int = 0) -> TransformersModel:
-    """A GPT-2 shape from :data:`GPT2_SHAPES` with random weights, or any name ``load_model`` knows.
+def load_bench_model(name: str, *, seed: int = 0, dtype: str | None = None) -> TransformersModel:
+    """A GPT-2 shape from :data:`GPT2_SHAPES` with random weights, or any name ``load_model`` knows,
+    in ``dtype`` (default float32).
 
     Timing needs no trained weights: the random model has the real architecture and tokenizer.
     """
     if name not in GPT2_SHAPES:
-        return actadd.load_model(name)
+        return actadd.load_model(name, dtype=dtype)
     n_layer, d_model, n_head = GPT2_SHAPES[name]
     config = GPT2Config(n_layer=n_layer, n_embd=d_model, n_head=n_head)
     # Built on the meta device and filled once: transformers' own init draws every weight
@@ -98,6 +100,8 @@ def load_bench_model(name: str, *, seed: int = 0) -> TransformersModel:
             else:  # layer-norm gains 1, every bias and shift 0, as GPT-2 initialises them
                 param.fill_(1.0 if pname.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")) else 0.0)
     hf_model.tie_weights()
+    if dtype is not None:
+        hf_model.to(parse_dtype(dtype))  # type: ignore[arg-type]  # transformers types .to as a decorated method
     return wrap_model(hf_model, gpt2_tokenizer(), name=name)
 
 

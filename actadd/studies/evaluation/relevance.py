@@ -143,14 +143,13 @@ def score_documents(
     *,
     mask_len: int,
     batch_size: int = 16,
-    max_logits: int | None = None,
 ) -> pd.DataFrame:
     """Every document's mean token log-prob unsteered and under each vector (``vectors``: an arm's
     label -> its vector; :func:`~.scorers.document_logprobs`): one row per (document, arm) with the
     document's columns but its text, ``arm``, ``layer``, ``coeff``, ``relative_norm``,
     ``logprob_base``, ``logprob_actadd`` and ``diff`` (steered minus unsteered)."""
     texts = documents["text"].tolist()
-    score = partial(document_logprobs, model, texts, mask_len=mask_len, batch_size=batch_size, max_logits=max_logits)
+    score = partial(document_logprobs, model, texts, mask_len=mask_len, batch_size=batch_size)
     base = score()
     frames = []
     for arm, vector in vectors.items():

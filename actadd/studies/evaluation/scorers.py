@@ -31,7 +31,6 @@ def document_logprobs(
     *,
     mask_len: int = 0,
     batch_size: int = 16,
-    max_logits: int | None = None,
 ) -> np.ndarray:
     """Mean token log-prob of each document, shape [len(documents)], steered when ``vectors`` is given.
 
@@ -40,7 +39,7 @@ def document_logprobs(
     leaving out each sentence's first ``mask_len`` predictions, as the original code did
     (``mask_len = k``) so that the immediate effect of the addition is excluded. A document
     with no token left gets NaN. All sentences go through ``actadd.logprobs`` together so
-    they batch across documents; ``batch_size`` and ``max_logits`` are as in ``actadd.logprobs``.
+    they batch across documents; ``batch_size`` is as in ``actadd.logprobs``.
     """
     mask_len = integer(mask_len, "mask_len", minimum=0)
     sentences = [split_sentences(document) for document in documents]
@@ -49,9 +48,7 @@ def document_logprobs(
     flat = [sentence for group in sentences for sentence in group]
     scored = [
         lp[mask_len:]
-        for lp in actadd.logprobs(
-            model, flat, vectors, batch_size=batch_size, max_logits=max_logits, progress=len(flat) > batch_size
-        )
+        for lp in actadd.logprobs(model, flat, vectors, batch_size=batch_size, progress=len(flat) > batch_size)
     ]
     means, start = [], 0
     for group in sentences:

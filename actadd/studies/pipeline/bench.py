@@ -1,4 +1,5 @@
 """``python -m actadd bench``: the overhead measurements of :mod:`actadd.studies.evaluation.overhead`
+and each path's throughput as a share of this CPU's limit (:mod:`actadd.studies.evaluation.limits`),
 at each thread count asked for, a printed table and one JSON record per thread count."""
 
 from __future__ import annotations
@@ -6,23 +7,28 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from actadd import model_info, set_threads
+import actadd
+from actadd import model_info, set_threads, transformers_model
 from actadd.io import save_json
+from actadd.studies.evaluation.limits import MatmulShape, Throughput, matmul_call, shares_of_limit
 from actadd.studies.evaluation.overhead import (
     GENERATION_PROMPTS,
+    TIMING_PAIR,
     Sampling,
     generation_cost,
     load_bench_model,
+    n_parameters,
     premium_table,
     summarize,
     sweep_cost,
+    time_interleaved,
 )
 from actadd.studies.lifecycle.study import versions
 
@@ -48,6 +54,18 @@ class BenchConfig:
     sweep_new_tokens: int = 40
     sweep_batch: int = 128
     sweep_repeats: int = 3
+    # Shares of the limit: the studies' model and dtype; steered generation with the paper's
+    # sampler at each batch size, scoring texts of about 67 tokens, and one forward pass plain
+    # and steered (the premium's two paths) of forward_batch x seq_len tokens.
+    throughput_model: str = "smollm2-135m"
+    throughput_dtype: str = "bfloat16"
+    generation_batches: tuple[int, ...] = (32, 128, 256)
+    generation_new_tokens: int = 40
+    score_texts: int = 64
+    score_words: int = 50
+    score_batch: int = 16
+    forward_batch: int = 16
+    throughput_repeats: int = 3
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -67,6 +85,14 @@ class BenchConfig:
             sweep_new_tokens=3,
             sweep_batch=4,
             sweep_repeats=2,
+            throughput_model="gpt2-tiny",
+            generation_batches=(2, 4),
+            generation_new_tokens=3,
+            score_texts=4,
+            score_words=10,
+            score_batch=2,
+            forward_batch=2,
+            throughput_repeats=2,
         )
 
 
@@ -102,6 +128,7 @@ def run_bench(config: BenchConfig, out: str | Path) -> dict:
         sweep_batch=config.sweep_batch,
         warmup=0,  # generation_cost has just warmed the same paths
     )
+    throughput = throughput_record(config)
     generation = {
         "model": config.generation_model,
         "tokens_per_s": {name: summarize(n_tokens / np.asarray(times)) for name, times in g.items()},
@@ -115,6 +142,7 @@ def run_bench(config: BenchConfig, out: str | Path) -> dict:
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "forward": forward,
         "generation": generation,
+        "throughput": throughput,
         "targets": targets(forward, generation),
         "wall_time_s": round(time.perf_counter() - start, 1),
         "versions": versions(),
@@ -123,6 +151,73 @@ def run_bench(config: BenchConfig, out: str | Path) -> dict:
     save_json(record, path)
     record["path"] = str(path)
     return record
+
+
+# Words the scored texts are made of (an ordinary English passage, cut and rotated per text).
+SCORE_WORDS = (
+    "the wedding was held in a small stone church near the river and every guest brought flowers from "
+    "their own garden while the band played old songs late into the night as children ran between the "
+    "tables laughing and the bride danced with her grandfather under strings of paper lanterns"
+).split()
+
+
+def throughput_record(config: BenchConfig) -> dict:
+    """Each path's tokens/s beside the limit at its shape (see :func:`.limits.shares_of_limit`),
+    the forward premium from the same timings, and a square 2048^3 matmul's rate, in one run."""
+    model = load_bench_model(config.throughput_model, dtype=config.throughput_dtype)
+    info, hf_config = model_info(model), transformers_model(model).config
+    d_ff = getattr(hf_config, "intermediate_size", None) or getattr(hf_config, "n_inner", None) or 4 * info.d_model
+    vector = actadd.steering_vector(model, *TIMING_PAIR, layer=info.n_layers // 2)
+    dtype = model.dtype
+    sampling = dict(Sampling(max_new_tokens=config.generation_new_tokens).generate_kwargs(), seed=0)
+    paths: dict[str, Throughput] = {}
+
+    def generation(batch: int) -> Callable[[], object]:
+        prompts = [GENERATION_PROMPTS[i % len(GENERATION_PROMPTS)] for i in range(batch)]
+        return lambda: actadd.generate(model, prompts, vector, batch_size=batch, **sampling)
+
+    for batch in config.generation_batches:
+        paths[f"generate batch {batch}"] = Throughput(
+            generation(batch),
+            batch * config.generation_new_tokens,  # new tokens, counting each row to the last step
+            MatmulShape(batch, info.d_model, d_ff, dtype),
+        )
+    texts = [
+        " " + " ".join(SCORE_WORDS[(i * 7 + j) % len(SCORE_WORDS)] for j in range(config.score_words))
+        for i in range(config.score_texts)
+    ]
+    scored = sum(len(actadd.encode(model, t, start=False)) for t in texts)
+    paths["score"] = Throughput(
+        lambda: actadd.logprobs(model, texts, vector, batch_size=config.score_batch),
+        scored,
+        MatmulShape(min(config.score_batch, len(texts)) * scored // len(texts), info.d_model, d_ff, dtype),
+    )
+    shape = (config.forward_batch, config.seq_len)
+    ids = torch.randint(0, len(model.tokenizer), shape, generator=torch.Generator().manual_seed(0))
+    ids[:, 0] = info.start_token_id
+    sequences = ids.tolist()
+    forward_shape = MatmulShape(config.forward_batch * config.seq_len, info.d_model, d_ff, dtype)
+
+    def plain_forward() -> None:
+        with torch.no_grad():
+            transformers_model(model)(input_ids=ids)
+
+    paths["forward plain"] = Throughput(plain_forward, ids.numel(), forward_shape)
+    steered = Throughput(lambda: actadd.forward_logits(model, sequences, vector), ids.numel(), forward_shape)
+    paths["forward steered"] = steered
+    parameters = n_parameters(model)
+    shares = shares_of_limit(paths, parameters, repeats=config.throughput_repeats)
+    square_call, square_flop = matmul_call(MatmulShape(2048, 2048, 2048, dtype))
+    square = time_interleaved({"square": square_call}, config.throughput_repeats)["square"]
+    plain_s, steered_s = (1 / shares[k]["tokens_per_s"]["median"] for k in ("forward plain", "forward steered"))
+    return {
+        "model": config.throughput_model,
+        "dtype": str(dtype).removeprefix("torch."),
+        "parameters": parameters,
+        "paths": shares,
+        "forward_premium_of_medians": steered_s / plain_s - 1,
+        "square_matmul_gflop_per_s": summarize(square_flop / np.asarray(square) / 1e9),
+    }
 
 
 def targets(forward: list[dict], generation: dict) -> dict[str, bool]:
@@ -170,10 +265,35 @@ def format_table(record: dict) -> str:
         f"  layer sweep ({g['sweep_settings']} settings x {record['config']['sweep_samples']} samples, "
         f"{record['config']['sweep_new_tokens']} new tokens) per-row / one setting at a time  {ci(g['sweep_speedup'])}",
         "",
+        *throughput_lines(record["throughput"]),
+        "",
         "targets: " + ", ".join(f"{k} {'ok' if ok else 'MISSED'}" for k, ok in record["targets"].items()),
         f"wall time {record['wall_time_s']:.0f} s; written {record['path']}",
     ]
     return "\n".join(lines)
+
+
+def throughput_lines(t: dict) -> list[str]:
+    """The throughput table: each path beside the limit at its shape, measured in the same run."""
+    lines = [
+        f"throughput ({t['model']}, {t['dtype']}, {t['parameters'] / 1e6:.0f}M parameters): limit = the {t['dtype']} "
+        "matmul rate at the path's shape / (2 x parameters) tokens/s",
+        f"  {'path':<22}{'tokens/s':>10}{'limit':>10}  {'share of limit':<24}{'matmul':<26}{'GFLOP/s':>8}"
+        f"{'peak MiB':>10}{'rise':>8}",
+    ]
+    for name, p in t["paths"].items():
+        share = p["share"]
+        interval = f"{share['median']:.1%} [{share['low']:.1%}, {share['high']:.1%}]"
+        peak = "" if p["peak_mib"] is None else f"{p['peak_mib']:>10.0f}{p['peak_rise_mib']:>+8.0f}"
+        lines.append(
+            f"  {name:<22}{p['tokens_per_s']['median']:>10.0f}{p['limit_tokens_per_s']['median']:>10.0f}  "
+            f"{interval:<24}{p['matmul']:<26}{p['matmul_gflop_per_s']['median']:>8.0f}{peak}"
+        )
+    lines += [
+        f"  forward premium (steered / plain - 1, medians): {t['forward_premium_of_medians']:+.1%}",
+        f"  square 2048^3 {t['dtype']} matmul: {t['square_matmul_gflop_per_s']['median']:.0f} GFLOP/s",
+    ]
+    return lines
 
 
 def main(args: argparse.Namespace) -> int:

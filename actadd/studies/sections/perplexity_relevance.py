@@ -132,7 +132,7 @@ def score(study: Study, model: TransformersModel, arms: WeddingArms, docs: Docum
     seed, paper, first = study["seed"], paper_label(study["paper_coeff"]), docs.bins[0]
     with study.timed("scoring"):
         scored = score_documents(model, docs.sample, arms.vectors(), mask_len=masked_predictions(study, arms),
-                                 batch_size=study["batch_size"], max_logits=study["max_logits"])  # fmt: skip
+                                 batch_size=study["batch_size"])  # fmt: skip
     by_bin = ratio_by_bin(scored, min_docs=study["min_docs_per_bin"], order=docs.bins, seed=seed)
     slopes = {arm: relevance_slope(group) for arm, group in scored.groupby("arm", sort=False)}
     slope_table = pd.DataFrame([{"arm": arm, **e.as_dict()} for arm, e in slopes.items()])

@@ -40,7 +40,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m actadd bench
+	$(PY) -m actadd bench --publish
 
 clean-venv:
 	rm -rf $(VENV)

@@ -205,6 +205,41 @@ def test_bench_quick_prints_table_and_writes_json_per_thread_count(tmp_path, cap
         for key in ("tokens_per_s", "limit_tokens_per_s", "share"):
             assert 0 < path[key]["low"] <= path[key]["median"] <= path[key]["high"]
     assert "share of limit" in printed and "square 2048^3 bfloat16 matmul" in printed
+    # --publish refuses a quick run: the README's figures come from a full one.
+    with pytest.raises(ValueError, match="--quick"):
+        cli(["bench", "--quick", "--threads", "1", "--out", str(tmp_path), "--publish"])
+
+
+def test_the_bench_section_is_rendered_from_the_record_and_written_between_its_markers(tmp_path):
+    share = {"median": 0.3125, "low": 0.25, "high": 0.5}
+    path = {"tokens_per_s": {"median": 1234.4}, "limit_tokens_per_s": {"median": 3950.0}, "share": share,
+            "matmul": "128x576x1536 bfloat16", "matmul_gflop_per_s": {"median": 1200.0}, "peak_mib": 2048.0}  # fmt: skip
+    record = {
+        "threads": 2, "versions": {"torch": "2.13.0"}, "config": {"n_prompts": 8}, "path": "runs/x.json",
+        "throughput": {"model": "smollm2-135m", "dtype": "bfloat16", "parameters": 134.5e6,
+                       "paths": {"generate batch 128": path, "score": path | {"peak_mib": None}},
+                       "forward_premium_of_medians": 0.004, "square_matmul_gflop_per_s": {"median": 1700.0}},
+        "generation": {"model": "smollm2-135m", "steered_vs_hf_throughput": {"median": 2.5, "low": 2.4, "high": 2.6},
+                       "sweep_speedup": {"median": 3.0, "low": 2.9, "high": 3.1}},
+    }  # fmt: skip
+    text = bench.bench_section(record)
+    assert "| generate batch 128 | 1,234 | 3,950 | 31.2% [25.0%, 50.0%] |" in text
+    assert "2.00 GB" in text and "| - |" in text  # the score path has no peak
+    assert "2.50x [2.40, 2.60]" in text and "+0.4%" in text and "1,700 GFLOP/s" in text
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench:start -->\nold\n<!-- bench:end -->\nrest\n")
+    bench.publish_bench(record, readme=readme, result=tmp_path / "bench.json")
+    assert "old" not in readme.read_text() and text in readme.read_text() and readme.read_text().endswith("rest\n")
+    stored = json.loads((tmp_path / "bench.json").read_text())
+    assert "path" not in stored and stored["threads"] == 2
+
+
+def test_the_committed_readme_shows_the_committed_bench():
+    from actadd.studies.pipeline.publish import README, section
+
+    assert bench.BENCH_RESULT.is_file(), "no bench is committed: run make bench"
+    record = json.loads(bench.BENCH_RESULT.read_text())
+    assert section(README.read_text(), "bench").strip() == bench.bench_section(record).strip()
 
 
 def test_token_limit_is_the_matmul_rate_over_two_flop_per_parameter():

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 import actadd
 from actadd import model_info, set_threads, transformers_model
-from actadd.io import save_json
+from actadd.io import atomic_write, save_json
 from actadd.studies.evaluation.limits import MatmulShape, Throughput, matmul_call, shares_of_limit
 from actadd.studies.evaluation.overhead import (
     GENERATION_PROMPTS,
@@ -31,6 +32,11 @@ from actadd.studies.evaluation.overhead import (
     time_interleaved,
 )
 from actadd.studies.lifecycle.study import versions
+from actadd.studies.pipeline.publish import README, RESULTS, replace_section
+from actadd.studies.presentation.formatting import markdown_table
+
+# The committed bench record the README's bench section is rendered from.
+BENCH_RESULT = RESULTS / "bench.json"
 
 
 @dataclass(frozen=True)
@@ -296,11 +302,55 @@ def throughput_lines(t: dict) -> list[str]:
     return lines
 
 
+def bench_section(record: dict) -> str:
+    """The README's bench section, rendered from one bench record (the studies' thread count):
+    each path of the studies' model beside this CPU's limit at its shape, and the ratios."""
+    t, g = record["throughput"], record["generation"]
+    rows = []
+    for name, p in t["paths"].items():
+        share = p["share"]
+        rows.append({
+            "path": name, "tokens/s": f"{p['tokens_per_s']['median']:,.0f}",
+            "limit (tokens/s)": f"{p['limit_tokens_per_s']['median']:,.0f}",
+            "share of the limit": f"{share['median']:.1%} [{share['low']:.1%}, {share['high']:.1%}]",
+            "matmul at its shape": f"{p['matmul']}: {p['matmul_gflop_per_s']['median']:,.0f} GFLOP/s",
+            "peak memory": "-" if p["peak_mib"] is None else f"{p['peak_mib'] / 1024:.2f} GB",
+        })  # fmt: skip
+    ratio = g["steered_vs_hf_throughput"]
+    sweep = g["sweep_speedup"]
+    return (
+        f"One `make bench` run on this CPU ({record['threads']} threads, torch {record['versions'].get('torch', '?')}; "
+        f"{t['model']} in {t['dtype']}, {t['parameters'] / 1e6:.0f}M parameters). The limit at a path's shape is the "
+        f"{t['dtype']} matmul rate measured in the same run at its rows x d_model x d_ff, over 2 x parameters FLOP a "
+        f"token (a square 2048^3 matmul ran at {t['square_matmul_gflop_per_s']['median']:,.0f} GFLOP/s); medians "
+        "with 95% bootstrap intervals across repeats:\n\n"
+        + markdown_table(pd.DataFrame(rows))
+        + f"\n\nSteered generation runs at {ratio['median']:.2f}x [{ratio['low']:.2f}, {ratio['high']:.2f}] the "
+        f"throughput of the model's own `generate` ({g['model']}, batch {record['config']['n_prompts']}); a layer sweep "
+        f"as per-row batches at {sweep['median']:.2f}x one setting at a time; the steered forward pass costs "
+        f"{t['forward_premium_of_medians']:+.1%} over the plain one.\n"
+    )
+
+
+def publish_bench(record: dict, readme: Path = README, result: Path = BENCH_RESULT) -> Path:
+    """Commit a bench record: saved as ``result`` and rendered into the README's bench section."""
+    stored = {k: v for k, v in record.items() if k != "path"}
+    save_json(stored, result)
+    text = replace_section(readme.read_text(), "bench", bench_section(stored))
+    return atomic_write(readme, lambda tmp: tmp.write_text(text))
+
+
 def main(args: argparse.Namespace) -> int:
     """``python -m actadd bench`` (its arguments are defined with the others in the cli module)."""
     config = BenchConfig.quick() if args.quick else BenchConfig()
     out = Path(args.out or Path("runs") / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}")
     # 1 thread gives the stablest timings; torch's default is the count the studies run at.
+    record: dict = {}
     for threads in args.threads or dict.fromkeys([1, torch.get_num_threads()]):
-        print(format_table(run_bench(BenchConfig(**{**config.__dict__, "threads": threads}), out)), end="\n\n")
+        record = run_bench(BenchConfig(**{**config.__dict__, "threads": threads}), out)
+        print(format_table(record), end="\n\n")
+    if args.publish:
+        if args.quick:
+            raise ValueError("--publish takes a full bench run, not --quick: drop one of them")
+        print(f"published: {publish_bench(record)} (the bench at {record['threads']} threads)")
     return 0

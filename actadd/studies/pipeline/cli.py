@@ -99,6 +99,10 @@ def parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="torch CPU thread counts, each a full run in turn (default: 1, then torch's default count)",
     )
     bench.add_argument("--out", help="run folder (default: runs/bench-<time>)")
+    bench.add_argument(
+        "--publish", action="store_true",
+        help="afterwards, save the last thread count's record as results/bench.json and render the README's bench section",
+    )  # fmt: skip
     report = subcommands.add_parser("report", help="(re)write report.md and report.html for a run folder")
     report.add_argument("run_dir", type=run_folder, help="a run folder made by `python -m actadd run` (has run.json)")
     report.add_argument(

@@ -33,7 +33,8 @@ SCREENSHOT = REPO / "docs" / "report-screenshot.png"
 MARKERS = {"notebooks": ("<!-- notebooks:start -->", "<!-- notebooks:end -->"),
            "errata": ("<!-- errata:start -->", "<!-- errata:end -->"),
            "results": ("<!-- results:start -->", "<!-- results:end -->"),
-           "replication": ("<!-- replication:start -->", "<!-- replication:end -->")}  # fmt: skip
+           "replication": ("<!-- replication:start -->", "<!-- replication:end -->"),
+           "bench": ("<!-- bench:start -->", "<!-- bench:end -->")}  # fmt: skip
 
 
 def snapshot(run_dir: str | Path, root: Path = RESULTS) -> list[Path]:

@@ -77,7 +77,7 @@ import pandas as pd
 from actadd.checks import integer, real, strings
 from actadd.studies.evaluation.stats import Estimate, proportion, proportion_of
 
-# The labelled continuations, kept with the repository's data (not in the installed wheel).
+# The labelled continuations, shipped beside this module as package data.
 LABELLED_SET = Path(__file__).with_name("text_gate_labelled.csv")
 LABELS = ("text", "not_text")
 SPLIT_SEED = 0

@@ -169,6 +169,23 @@ def test_cli_colab_flag_reaches_the_runner(monkeypatch, tmp_path):
     assert [c["colab"] for c in calls] == [True, False]
 
 
+@pytest.mark.parametrize("models", [[], ["--models", "smollm2-135m", "gemma3-270m"]])
+def test_cli_publishes_the_run_folder_it_ran_into(monkeypatch, tmp_path, models):
+    from actadd.studies.pipeline import cli as cli_module
+
+    ran, published = [], []
+    monkeypatch.setattr(runner, "run_notebooks", lambda notebooks, **kwargs: ran.append(kwargs["out"]) or [
+        SimpleNamespace(status="ok", executed="00_quickstart.ipynb")] * len(kwargs["models"] or [1]))  # fmt: skip
+    monkeypatch.setattr(cli_module, "_publish", lambda run_dir: published.append(run_dir) or run_dir)
+    monkeypatch.chdir(tmp_path)  # --out relative to where the command runs
+    assert main(["run", "00", "--profile", "smoke", "--out", "runs/x", "--publish", *models]) == 0
+    assert ran == published == [(tmp_path / "runs" / "x").resolve()]
+    # Without --out, the folder the runner would choose, created once for both.
+    monkeypatch.setattr(runner, "default_run_folder", lambda profile: tmp_path / f"runs/default-{profile}")
+    assert main(["run", "00", "--profile", "smoke", "--publish", *models]) == 0
+    assert ran[-1] == published[-1] == (tmp_path / "runs" / "default-smoke").resolve()
+
+
 def test_a_parameter_the_notebook_does_not_define_is_refused_before_anything_runs(tmp_path, capsys):
     notebook = _notebook(tmp_path / "01_toy.ipynb", "value + 1")
     out = tmp_path / "run"

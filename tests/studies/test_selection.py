@@ -112,6 +112,21 @@ def test_a_setting_whose_completions_are_not_text_is_never_chosen_whatever_its_o
     assert _select(rows).choices["actadd"].method == clean
 
 
+def test_where_the_unsteered_model_writes_less_text_a_setting_needs_as_much_less_ten_points():
+    as_unsteered = _steered("as much text as unsteered", layer=2)  # 3 of 5, like the unsteered model
+    less = _steered("less text", layer=4)  # 2 of 5: 20 points below it
+    half = [True, False, True, False, True]
+    rows = {as_unsteered: ([1.0, 0.0, 1.0, 0.0, 0.0], BASE_PERPLEXITY, half),
+            less: ([1.0] * 5, BASE_PERPLEXITY, [True, False, False, False, True])}  # fmt: skip
+    every = {UNSTEERED: ([0.0] * 5, BASE_PERPLEXITY, half), PREADD: ([0.0] * 5, BASE_PERPLEXITY, TEXT), **rows}
+    chosen = selection.select(_frame(every), "success", maximize=True, fluency_tolerance=1.5, methods=list(every))
+    gate = chosen.table.set_index("method")["passes_gate"]
+    assert gate["as much text as unsteered"] and not gate["less text"] and gate["unsteered"]
+    assert chosen.choices["actadd"].method == as_unsteered
+    # Beside an unsteered model whose completions are all text, 3 of 5 fails the 80% bar.
+    assert "actadd" not in _select(rows).choices
+
+
 def test_the_text_share_counts_every_sample_not_only_the_judged_ones():
     """A selection judges fluency on each prompt's first sample; the gate's share is over all of
     a setting's completions: here every second sample is not text."""

@@ -168,3 +168,12 @@ def test_bad_input_names_it():
     bad = pd.DataFrame({"text": ["x"], "label": ["gibberish"], "source": ["hand"]})
     with pytest.raises(ValueError, match="gibberish"):
         text_gate.score(TextGate(), bad)
+
+
+def test_the_share_required_is_eighty_percent_or_ten_points_below_an_unsteered_model_that_writes_less_text():
+    from actadd.studies.evaluation.text_gate import required_share
+
+    assert required_share(1.0) == 0.8 and required_share(0.9) == 0.8
+    assert required_share(0.75) == pytest.approx(0.65) and required_share(0.3) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="unsteered_share"):
+        required_share(1.5)

@@ -106,9 +106,15 @@ def test_a_gated_sweep_judges_every_setting_against_the_unsteered_completions(mo
     assert 4 / 5 == MIN_SHARE
     assert table["passes_gate"].tolist() == [True, True, False]
     assert table["success"].tolist() == [0.8, 0.2, 0.6]  # a wedding word in junk is no success
-    # Given references, the gate judges against them.
+    # Given references, the gate judges against them, and judges them too: their share sets the bar.
     table, gate = _sweep(monkeypatch, texts, settings, references=["x y z"] * 5)
-    assert gate.references == [["x y z"] * 5] * 3
+    assert gate.references == [["x y z"] * 5] * 4
+    # Where the unsteered completions are less text (3 of 5), 3 of 5 passes: ten points below at most.
+    mostly = ["a trip.", "a walk junk", "a wedding.", "a day junk", "a meal."]
+    table, _ = _sweep(monkeypatch, [texts[0], mostly, texts[2]], settings)
+    assert table["passes_gate"].tolist() == [True, True, True]
+    table, _ = _sweep(monkeypatch, [texts[0], mostly, [wedding] * 2 + [junk] * 3], settings)
+    assert table["passes_gate"].tolist() == [True, True, False]
     # Without an unsteered setting the gate has nothing to judge against but what it is given.
     with pytest.raises(ValueError, match="gate needs references"):
         _sweep(monkeypatch, [texts[0], texts[2]], [settings[0], settings[2]])

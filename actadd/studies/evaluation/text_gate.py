@@ -49,7 +49,9 @@ How a study uses it:
   measure, ``is_text`` and the ``reason`` (the rules a completion broke), for samples tables;
 - per setting: ``TextGate().summary(completions, references=unsteered)`` gives the share of
   its completions that pass with a Wilson interval, and ``passes``: at least
-  :data:`MIN_SHARE` of them pass. A setting that does not pass cannot be chosen, whatever its
+  :data:`MIN_SHARE` of them pass (the studies ask :func:`required_share`: no more than
+  :data:`UNSTEERED_MARGIN` below the unsteered share where the unsteered model writes less text
+  than :data:`MIN_SHARE`). A setting that does not pass cannot be chosen, whatever its
   objective or perplexity. The gate also fails some real text (its specificity, from
   :func:`validate`), so report the unsteered completions' share beside a method's.
 
@@ -87,6 +89,21 @@ Texts: TypeAlias = Sequence[str] | pd.Series
 # about nine in ten completions of real text (its specificity), so a setting of text falls below
 # 0.8 on 40 completions about once in a hundred (binomial), while gibberish passes far less.
 MIN_SHARE = 0.8
+# Where the unsteered model itself writes less text than that on a study's prompts (tweets go on
+# with hashtags and handles: about three in four of its continuations pass there), a setting
+# passes at this many points below the unsteered share: a setting has to write about as much
+# text as the model does unsteered, and an absolute bar at the unsteered level would turn the
+# choice among gentle settings into noise (40 completions: about 7 points of sampling spread).
+UNSTEERED_MARGIN = 0.1
+
+
+def required_share(unsteered_share: float, min_share: float = MIN_SHARE) -> float:
+    """The share of its completions that must be text for a setting to pass the gate:
+    ``min_share``, or :data:`UNSTEERED_MARGIN` below the unsteered completions' own share on the
+    same prompts where that is lower."""
+    real(unsteered_share, "unsteered_share", minimum=0, maximum=1)
+    return min(real(min_share, "min_share", minimum=0, maximum=1), unsteered_share - UNSTEERED_MARGIN)
+
 
 # Characters stripped from a chunk's ends before it is classified.
 _EDGES = "\"'`“”‘’«»()[]{}<>*_.,;:!?…–—-~|/\\^=+"

@@ -17,7 +17,7 @@ from actadd import Vector, generate_sweep
 from actadd.studies.evaluation.scorers import fluency
 from actadd.studies.evaluation.stats import bootstrap_ci, proportion_of
 from actadd.studies.evaluation.text import WEDDING_WORDS, topic_word_count
-from actadd.studies.evaluation.text_gate import MIN_SHARE, TextGate
+from actadd.studies.evaluation.text_gate import TextGate, required_share
 
 
 def topic_hits(texts: Sequence[str], words: Sequence[str] = WEDDING_WORDS) -> np.ndarray:
@@ -96,7 +96,7 @@ def topic_sweep(
     with a ``gate`` (:class:`~.text_gate.TextGate`), every completion is judged text or not against
     ``references`` (the unsteered completions on the same seeds; default: those of the sweep's
     unsteered setting), a completion that is not text is no success, and each setting gets its
-    share of text and whether it ``passes_gate``; with a ``judge`` (another model than the steered
+    share of text and whether it ``passes_gate`` (:func:`~.text_gate.required_share` of the references' own share); with a ``judge`` (another model than the steered
     one), each setting's fluency too: the geometric-mean perplexity of its completions under the
     judge (``perplexity``, ``perplexity_low``, ``perplexity_high``, ``n_judged``;
     :func:`~.scorers.fluency`). ``timed`` (a study's ``Study.timed``) is told which phase the time
@@ -105,16 +105,24 @@ def topic_sweep(
         texts = generate_sweep(model, prompt, settings, n_samples, seed=seed, stream=stream, **sampling)
     is_text = None
     if gate is not None:
-        if references is None:
+        own = references is None
+        if own:
             if None not in settings:
                 raise ValueError(
                     "gate needs references: give the unsteered completions, or sweep the unsteered setting"
                 )
             references = texts[list(settings).index(None)]
         is_text = [gate.check(t, references=references)["is_text"].tolist() for t in texts]
+        # The bar a setting must pass depends on how much text the unsteered completions are.
+        unsteered = (
+            is_text[list(settings).index(None)]
+            if own
+            else gate.check(references, references=references)["is_text"].tolist()
+        )
+        required = required_share(sum(unsteered) / len(unsteered))
     table = sweep_table(settings, texts, seed=seed, is_text=is_text)
     if is_text is not None:
-        table["passes_gate"] = table["text_share"] >= MIN_SHARE
+        table["passes_gate"] = table["text_share"] >= required
     if judge is not None:
         with timed("judging"):
             judged = [fluency(judge, [prompt] * len(t), t, seed=seed) for t in texts]

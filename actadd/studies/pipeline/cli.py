@@ -202,7 +202,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from actadd.studies.pipeline.runner import check_parameters, find_notebooks, parse_value, run_notebooks
+    from actadd.studies.pipeline.runner import (
+        check_parameters,
+        default_run_folder,
+        find_notebooks,
+        parse_value,
+        run_notebooks,
+    )
 
     try:
         # The replication covers the studies of the paper's claims; overhead is timed once.
@@ -212,11 +218,12 @@ def _run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         check_parameters(notebooks, parameters, args.profile)  # a typo is refused before anything runs
     except ValueError as err:
         usage.error(str(err))
+    out = Path(args.out or default_run_folder(args.profile)).resolve()
     runs = run_notebooks(
         notebooks,
         profile=args.profile,
         parameters=parameters,
-        out=args.out,
+        out=out,
         models=args.models,
         colab=args.colab,
         heartbeat_s=args.heartbeat,
@@ -229,8 +236,7 @@ def _run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             print("not published: the run was interrupted (python -m actadd report RUN --readme publishes it)")
         return INTERRUPTED
     if args.publish and any(r.status == "ok" for r in runs):
-        run_dir = Path(runs[0].executed).parent if not args.models else Path(runs[0].executed).parent.parent
-        print(f"README results: {_publish(run_dir)}")
+        print(f"README results: {_publish(out)}")
     return 1 if any(r.status == "failed" for r in runs) else 0
 
 

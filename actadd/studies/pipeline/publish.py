@@ -318,9 +318,9 @@ def section(text: str, name: str) -> str:
 
 
 def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, main: str = DEFAULT_MODEL) -> Path:
-    """Rewrite the README's notebook table and results (``main``, the model of `make study`) and,
-    when the snapshot holds more than one model for ``profile``, its replication table over all
-    of them."""
+    """Rewrite the README's notebook table and results (``main``, the model of `make study`) and
+    its replication table over every model the snapshot holds for ``profile`` (with one model, a
+    sentence saying so: a table of another protocol's run must not stay behind)."""
     present = (
         sorted(p.name for p in (root / profile).iterdir() if study_folders(p)) if (root / profile).is_dir() else []
     )
@@ -330,8 +330,10 @@ def write_readme(readme: Path = README, root: Path = RESULTS, *, profile: str, m
     text = replace_section(readme.read_text(), "results", results_section(root, profile=profile, model=main))
     text = replace_section(text, "notebooks", notebooks_section(root, profile=profile, models=models))
     text = replace_section(text, "errata", errata_section(root, profile=profile, models=models))
-    if len(present) > 1:
-        text = replace_section(text, "replication", replication_section(root, profile=profile, models=models))
+    replication = (replication_section(root, profile=profile, models=models) if len(present) > 1 else
+                   f"No second model is published for profile `{profile}`: `make replicate` runs studies 00-05 on "
+                   "each embedded model and writes the table here.")  # fmt: skip
+    text = replace_section(text, "replication", replication)
     return atomic_write(readme, lambda tmp: tmp.write_text(text))
 
 

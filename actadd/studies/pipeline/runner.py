@@ -251,6 +251,11 @@ def _colab_branch(colab: bool) -> Iterator[None]:
             os.environ[COLAB_ENV] = previous
 
 
+def default_run_folder(profile: str) -> Path:
+    """Where a run goes when no folder is given: ``runs/<time>-<profile>``."""
+    return REPO / "runs" / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{profile}"
+
+
 def run_notebooks(
     notebooks: list[Path],
     *,
@@ -276,7 +281,7 @@ def run_notebooks(
         raise ValueError("no notebooks to run")
     check_parameters(notebooks, parameters or {}, profile)
     colab = colab or colab_requested()
-    out = Path(out or REPO / "runs" / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{profile}").resolve()
+    out = Path(out or default_run_folder(profile)).resolve()
     axis: list[tuple[str | None, Path]] = [(None, out)] if not models else [(m, out / m) for m in models]
     judges = {model: independent_judge(model) for model, _ in axis if model is not None}
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 Settings are chosen on prompts and seeds of the selection stream (:func:`select`) and reported
 on other prompts of the evaluation stream (:func:`split_prompts`): no prompt and no seed is
 shared. The rule, the same for every method: among the settings whose completions pass the text
-gate (at least :data:`~actadd.studies.evaluation.text_gate.MIN_SHARE` of them are text) and whose
+gate (at least :func:`~actadd.studies.evaluation.text_gate.required_share` of them are text:
+80%, or 10 points below the unsteered completions' share where that is lower) and whose
 selection fluency (geometric-mean judge perplexity) is within ``fluency_tolerance`` times the
 unsteered one, the best objective. A method none of whose settings passes both is not chosen:
 its comparisons say so (a note, and no number computed on text that is not text).
@@ -18,7 +19,7 @@ import pandas as pd
 
 from actadd.checks import integer, real, strings
 from actadd.studies.evaluation.stats import proportion_of
-from actadd.studies.evaluation.text_gate import MIN_SHARE
+from actadd.studies.evaluation.text_gate import MIN_SHARE, required_share
 from actadd.studies.protocol.comparison import method_table
 from actadd.studies.protocol.methods import (
     KIND_LABELS,
@@ -115,7 +116,8 @@ def select(
     ``frame`` is a :func:`~.methods.sample` table of ``methods`` (unsteered, and the settings of
     :func:`~.methods.search_space`) with a per-completion ``objective`` column, ``is_text``
     (:func:`~.methods.text_check`) and a ``perplexity`` column (:func:`~.methods.judge_perplexity`).
-    Per kind: among the settings with at least ``min_text_share`` of their completions text and a
+    Per kind: among the settings with at least ``required_share(unsteered share, min_text_share)``
+    of their completions text (:func:`~actadd.studies.evaluation.text_gate.required_share`) and a
     geometric-mean perplexity of at most ``fluency_tolerance`` times the unsteered one, the best
     mean ``objective`` (highest with ``maximize``; ties to the earlier setting). A kind with no such
     setting is not chosen, with the reason.
@@ -135,7 +137,8 @@ def select(
     if len(base) != 1:
         raise ValueError(f"the selection needs exactly one unsteered method, got {len(base)}")
     limit = tolerance * float(base["perplexity"].iloc[0])
-    table["passes_gate"] = table["text_share"] >= min_text_share
+    required = required_share(float(base["text_share"].iloc[0]), min_text_share)
+    table["passes_gate"] = table["text_share"] >= required
     table["within_limit"] = table["perplexity"] <= limit
     choices, unchosen = {}, {}
     for kind in CHOSEN:
@@ -144,7 +147,7 @@ def select(
             continue
         allowed = rows[rows["passes_gate"] & rows["within_limit"]]
         if allowed.empty:
-            unchosen[kind] = _why_none(rows, limit, min_text_share)
+            unchosen[kind] = _why_none(rows, limit, required)
             continue
         best = allowed[objective].idxmax() if maximize else allowed[objective].idxmin()
         row = table.loc[best]

@@ -159,5 +159,6 @@ def test_every_published_study_has_its_executed_notebook():
     for folder in folders:
         notebook = folder / f"{folder.name}.ipynb"
         assert notebook.is_file(), f"{folder} has no executed notebook"
+        assert notebook.stat().st_size < 1_000_000, f"{notebook} is too large for the repository page to render"
         executed = nbformat.read(notebook, as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), f"{notebook} has no outputs"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from actadd.studies.evaluation.stats import proportion
@@ -41,8 +41,12 @@ def _run(
     withdrawn_claims = [Withdrawn(claim_id, reason) for claim_id, reason in (withdrawn or {}).items()]
     StudyRecord(name, list(claims.results.values()), parameters=parameters, wall_time_s=80.0, peak_memory_gb=1.25,
                 phases_s={"generation": 60.0}, withdrawn=withdrawn_claims).save(study)  # fmt: skip
-    executed = {"cells": [{"cell_type": "code", "source": f"results_dir = '{REPO.resolve() / 'runs' / name}'"}]}
-    (run_dir / f"{name}.ipynb").write_text(json.dumps(executed))
+    # A progress bar: its widget view in the output, its state in the notebook's metadata.
+    bar = nbformat.v4.new_output("display_data", data={"text/plain": "generate: 100%",
+                                                       publish.WIDGET_VIEW: {"model_id": "m1"}})  # fmt: skip
+    cell = nbformat.v4.new_code_cell(f"results_dir = '{REPO.resolve() / 'runs' / name}'", outputs=[bar])
+    executed = nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {"state": {"m1": "x" * 1000}}})
+    (run_dir / f"{name}.ipynb").write_text(nbformat.writes(executed))
     entry = NotebookRun(name, "failed" if fail else "ok", 90.0, f"{name}.ipynb", name, parameters,
                         "cell 3: boom" if fail else None)  # fmt: skip
     RunLog("default", False, [entry]).save(run_dir)
@@ -161,6 +165,9 @@ def test_a_published_study_holds_its_record_and_executed_notebook_with_relative_
     folder = root / "default" / "toy-model" / "01_study"
     notebook = (folder / "01_study.ipynb").read_text()
     assert "runs/01_study" in notebook and str(REPO.resolve()) not in notebook
+    published = nbformat.reads(notebook, as_version=4)  # no widget state: no static page renders it
+    assert "widgets" not in published.metadata
+    assert published.cells[0].outputs[0].data == {"text/plain": "generate: 100%"}
     record = StudyRecord.load(folder)
     assert record.provenance is not None and (record.provenance.run, record.provenance.notebook_wall_time_s) == (
         "run1",

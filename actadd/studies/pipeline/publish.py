@@ -60,11 +60,19 @@ def snapshot(run_dir: str | Path, root: Path = RESULTS) -> list[Path]:
     return written
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def _write_notebook(executed: Path, dest: Path) -> None:
     """The executed notebook, with this machine's paths made relative to the repository (the
-    injected ``results_dir`` and papermill's record of its input and output)."""
-    text = executed.read_text().replace(f"{REPO.resolve().as_posix()}/", "")
-    atomic_write(dest, lambda tmp: tmp.write_text(text))
+    injected ``results_dir`` and papermill's record of its input and output), and without the
+    progress bars' widget state: no static page renders it, and it outweighed the figures."""
+    notebook = nbformat.reads(executed.read_text().replace(f"{REPO.resolve().as_posix()}/", ""), as_version=4)
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)  # its text/plain stays
+    atomic_write(dest, lambda tmp: tmp.write_text(nbformat.writes(notebook)))
 
 
 def copy_figures(run_dir: str | Path, figures: Path = FIGURES, *, main: str = DEFAULT_MODEL) -> list[Path]:

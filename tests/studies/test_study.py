@@ -223,3 +223,26 @@ def test_an_unknown_study_is_named_with_the_known_ones():
     assert all(section(name).name == name for name in MODULES)
     with pytest.raises(ValueError, match="Study.open takes a study's Section"):
         Study.open("07_mine", {})  # type: ignore[arg-type]
+
+
+def test_peak_memory_reads_this_process_high_water_mark(tmp_path):
+    from actadd.studies.lifecycle.study import peak_memory_gb
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t 9000000 kB\nVmHWM:\t 2000000 kB\nVmRSS:\t 100 kB\n")
+    assert peak_memory_gb(status) == 2.048
+
+
+def test_a_kernel_started_by_a_large_process_reports_its_own_peak_not_its_parents():
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("no /proc: the fallback (ru_maxrss) is the only measure")
+    ballast = bytearray(1_500_000_000)  # the parent's resident memory rises by 1.5 GB
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "from actadd.studies.lifecycle.study import peak_memory_gb; print(peak_memory_gb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    # The child imports the studies (torch, transformers: about half a GB), far below the parent.
+    assert child < 1.2, f"the child reported {child} GB: its parent's peak, not its own"
+    del ballast

@@ -78,8 +78,16 @@ def versions() -> dict[str, str]:
     return out
 
 
-def peak_memory_gb() -> float:
-    """This process's peak resident memory so far, in GB (a notebook's kernel is its own process)."""
+def peak_memory_gb(status: Path = Path("/proc/self/status")) -> float:
+    """This process's peak resident memory so far, in GB (a notebook's kernel is its own process).
+
+    On Linux, the high-water mark of this process's own memory (``VmHWM``): ``ru_maxrss`` keeps
+    the largest of the process that started it across ``exec``, so a kernel started by a
+    large process (a test session that has loaded models) would report that process's peak."""
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) * 1024 / 1e9, 3)  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e9, 3)
 

@@ -140,12 +140,13 @@ def side_by_side(
     with study.timed("generation"):
         texts = actadd.generate_sweep(model, study["prompt"], settings, study["confirm_samples"], stream=CONFIRM,
                                       max_new_tokens=study["max_new_tokens"], seed=study["seed"])  # fmt: skip
-    unsteered, loved, wedded = texts[0], texts[1], (texts[2] if wedding is not None else None)
+    unsteered, loved, wedded = texts[0], texts[1], None
     n = study["n_samples"]
     columns = {"unsteered": unsteered[:n], "Love - Hate": loved[:n]}
-    if wedded is None or wedding is None:
+    if wedding is None:
         study.record("00.wedding_gain", NOT_COMPARED, note=NO_CHOICE)
     else:
+        wedded = texts[2]
         study.record("00.wedding_gain", paired_proportion_difference(text_hits(wedded, unsteered),
                                                                      text_hits(unsteered, unsteered)))  # fmt: skip
         columns[f"weddings (layer {wedding.layer}, c = {wedding.coeff:.3g})"] = wedded[:n]

@@ -223,17 +223,21 @@ def test_every_name_in_profiles_yaml_is_a_parameter_of_its_notebook(profile):
 def test_ctrl_c_between_cells_refuses_the_next_and_a_second_one_raises():
     """The kernel ignores a SIGINT that reaches it between cells, so the runner's own hook stops
     the next cell from starting; and a second Ctrl-C is the default one again."""
-    before = signal.getsignal(signal.SIGINT)
-    with Watch("1/1 01_toy", every_s=60) as watch:
-        watch.on_notebook_start(notebook=SimpleNamespace(cells=[0, 1, 2]))
-        watch.on_cell_start(cell=None, cell_index=0)
-        signal.raise_signal(signal.SIGINT)  # Watch's handler: no KeyboardInterrupt here
-        assert watch.interrupted and watch.where() == "cell 1/3"
-        with pytest.raises(Interrupted):
-            watch.on_cell_start(cell=None, cell_index=1)
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before
+    # A terminal's handler, whatever started pytest: a shell's background job ignores SIGINT.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with Watch("1/1 01_toy", every_s=60) as watch:
+            watch.on_notebook_start(notebook=SimpleNamespace(cells=[0, 1, 2]))
+            watch.on_cell_start(cell=None, cell_index=0)
+            signal.raise_signal(signal.SIGINT)  # Watch's handler: no KeyboardInterrupt here
+            assert watch.interrupted and watch.where() == "cell 1/3"
+            with pytest.raises(Interrupted):
+                watch.on_cell_start(cell=None, cell_index=1)
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_durations_read_as_a_log_line_gives_them():

@@ -96,8 +96,9 @@ def topic_sweep(
     with a ``gate`` (:class:`~.text_gate.TextGate`), every completion is judged text or not against
     ``references`` (the unsteered completions on the same seeds; default: those of the sweep's
     unsteered setting), a completion that is not text is no success, and each setting gets its
-    share of text and whether it ``passes_gate`` (:func:`~.text_gate.required_share` of the references' own share); with a ``judge`` (another model than the steered
-    one), each setting's fluency too: the geometric-mean perplexity of its completions under the
+    share of text and whether it ``passes_gate`` (:func:`~.text_gate.required_share` of the
+    references' own share); with a ``judge`` (another model than the steered one), each
+    setting's fluency too: the geometric-mean perplexity of its completions under the
     judge (``perplexity``, ``perplexity_low``, ``perplexity_high``, ``n_judged``;
     :func:`~.scorers.fluency`). ``timed`` (a study's ``Study.timed``) is told which phase the time
     goes to: generation or judging."""
@@ -105,19 +106,18 @@ def topic_sweep(
         texts = generate_sweep(model, prompt, settings, n_samples, seed=seed, stream=stream, **sampling)
     is_text = None
     if gate is not None:
-        own = references is None
-        if own:
+        own = None  # the unsteered setting's row, when its completions are the references
+        if references is None:
             if None not in settings:
                 raise ValueError(
                     "gate needs references: give the unsteered completions, or sweep the unsteered setting"
                 )
-            references = texts[list(settings).index(None)]
+            own = list(settings).index(None)
+            references = texts[own]
         is_text = [gate.check(t, references=references)["is_text"].tolist() for t in texts]
         # The bar a setting must pass depends on how much text the unsteered completions are.
         unsteered = (
-            is_text[list(settings).index(None)]
-            if own
-            else gate.check(references, references=references)["is_text"].tolist()
+            is_text[own] if own is not None else gate.check(references, references=references)["is_text"].tolist()
         )
         required = required_share(sum(unsteered) / len(unsteered))
     table = sweep_table(settings, texts, seed=seed, is_text=is_text)

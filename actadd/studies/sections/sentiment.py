@@ -8,6 +8,7 @@ The notebook's parameters are read through the study (``study["n_eval_prompts"]`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -130,7 +131,9 @@ perplexity: {perplexity_ActAdd:num} with ActAdd, {perplexity_md:num} with the me
 FINDINGS = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts per direction ({n_samples:int} samples
 each, {tokens:int} new tokens) and {n_select:int} selection prompts per direction; of all of them {shares}; cleaning
 URLs and reply handles changed {cleaned:pct} of the tweets before they were cut. Fluency judged by another model,
-{judge}.
+{judge}. The paired differences' 95% half-widths run from {half_low:.1f} to {half_high:.1f} points; a half-width
+shrinks about as one over the square root of the completions, so twice the prompts would bring them to about
+{half_low_2x:.1f} to {half_high_2x:.1f}.
 - **The sentiment scorer.** By the rule ({rule}), success is judged by {scorer}: {accuracy_tweets:pct} accuracy on
   {n_tweets:int} held-out tweets and {accuracy_pang_lee:pct} on {n_pang_lee:int} Pang-Lee sentences. The runner-up,
   {second} ({accuracy_second:pct} on the tweets), labels the same way on {agreement:pct} of the {n_judged:int} evaluated
@@ -148,6 +151,14 @@ URLs and reply handles changed {cleaned:pct} of the tweets before they were cut.
   short informal tweets rather than IMDb reviews, so 32 tokens is often the whole text; success is judged by {scorer},
   not by the paper's scorer; the prompting and PREADD instructions are this study's own wording.
 """
+
+
+def half_widths(differences: Mapping[str, Mapping[str, Estimate]]) -> dict[str, float]:
+    """The narrowest and widest 95% half-width (in points) of the paired differences, as
+    measured and as twice the completions would make them (a half-width goes as 1/sqrt(n))."""
+    halves = [50 * (e.high - e.low) for d in differences.values() for e in d.values() if e.high - e.low >= 0]
+    low, high = (min(halves), max(halves)) if halves else (math.nan, math.nan)
+    return {"half_low": low, "half_high": high, "half_low_2x": low / math.sqrt(2), "half_high_2x": high / math.sqrt(2)}
 
 
 @dataclass(frozen=True)
@@ -345,5 +356,5 @@ def finish(
                 accuracy_second=judges.accuracy_estimate(accuracy, second), **vars(result.judged.agreement),
                 n_judged=result.judged.agreement.n, directions="\n".join(direction(key) for key in runs),
                 gate_accuracy=gate.accuracy, gate_sensitivity=gate.sensitivity, gate_specificity=gate.specificity,
-                **study.measured())  # fmt: skip
+                **half_widths(result.differences), **study.measured())  # fmt: skip
     return record

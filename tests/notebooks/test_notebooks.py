@@ -100,6 +100,28 @@ def test_comparison_studies_write_selection_evaluation_and_judges(smoke_run, stu
     assert {"unsteered", "prompting", "ActAdd"} <= set(samples.columns) and len(samples) > 0
 
 
+@pytest.mark.slow
+def test_every_setting_of_01_carries_both_strengths(smoke_run):
+    """Each steered row of 01's tables has its strength per position and what it adds to a
+    completion in all; the mean difference, added at every position, adds more in all than per
+    position, and ActAdd's vector the same to every completion of a setting."""
+    out, _ = smoke_run
+    results = out / "01_wedding_layers"
+    names = ["by_layer_paper_arm", "by_layer_confirmation", "coefficient_probe", "mean_difference_probe",
+             "confirmation"]  # fmt: skip
+    for name in names:
+        table = pd.read_csv(results / f"{name}.csv")
+        steered = table[table.layer.notna()]
+        assert len(steered) and (steered.position_norm > 0).all() and (steered.completion_norm > 0).all(), name
+        assert table.completion_norm.iloc[0] == 0, f"{name}: the unsteered row adds nothing"
+    md = pd.read_csv(results / "mean_difference_probe.csv")
+    md = md[md.layer.notna()]
+    assert (md.completion_norm > 2 * md.position_norm).all()
+    confirmed = pd.read_csv(results / "confirmation.csv").set_index("setting")
+    tuned = confirmed[confirmed.index.str.startswith("tuned arm")]
+    assert len(tuned) == 1 and tuned.position_norm.iloc[0] > 0
+
+
 @pytest.mark.parametrize("path", find_notebooks(), ids=lambda p: p.stem)
 def test_notebooks_read_as_paper_sections_with_prose_from_the_numbers(path):
     """The question, parameters, claims declared before the model loads, and a closing section

@@ -307,18 +307,7 @@ def sample(
     frames = []
     for m in methods:
         texts = completions[m.name]
-        if isinstance(m.steering, DirectionVector) and scale is not None:
-            # Added at the prompt's tokens after the start token and at every generated token but
-            # the last, which is sampled and never fed back through the model.
-            steered = [
-                p + max(len(model.tokenizer(t, add_special_tokens=False).input_ids) - 1, 0)
-                for p, t in zip(prompt_tokens, texts)
-            ]
-            norms = [scale.completion_norm(m.steering, n) for n in steered]
-        elif isinstance(m.steering, SteeringVector) and scale is not None:
-            norms = [scale.completion_norm(m.steering, 0)] * len(texts)
-        else:
-            norms = [0.0] * len(texts)
+        norms = [0.0] * len(texts) if scale is None else scale.completion_norms(model, m.steering, prompt_tokens, texts)
         frames.append(grid.assign(method=m.name, kind=m.kind, **m.settings(), completion=texts, completion_norm=norms))
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 

@@ -15,11 +15,12 @@ Here every vector is measured against the same texts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nnsight.modeling.transformers import TransformersModel
 
-from actadd import SteeringVector, Vector, model_info, residual_norms
+from actadd import DirectionVector, SteeringVector, Vector, model_info, residual_norms
 from actadd.checks import real
 from actadd.studies.data import web_text
 
@@ -59,6 +60,27 @@ class Scale:
         if isinstance(vector, SteeringVector):
             return vector.total_added_norm / self.norms[vector.layer]
         return self.position_norm(vector) * steered_positions
+
+    def completion_norms(
+        self,
+        model: TransformersModel,
+        steering: object,
+        prompt_tokens: Sequence[int],
+        completions: Sequence[str],
+    ) -> list[float]:
+        """Each completion's :meth:`completion_norm` under ``steering``: a direction counts its
+        prompt's ``prompt_tokens`` (after the start token) and every generated token but the last,
+        which is sampled and never fed back through the model; an ActAdd vector adds its rows once;
+        anything else (unsteered, prompting, a decoding-time method) adds nothing."""
+        if isinstance(steering, DirectionVector):
+            tokenizer = model.tokenizer
+            return [
+                self.completion_norm(steering, p + max(len(tokenizer(t, add_special_tokens=False).input_ids) - 1, 0))
+                for p, t in zip(prompt_tokens, completions, strict=True)
+            ]
+        if isinstance(steering, SteeringVector):
+            return [self.completion_norm(steering, 0)] * len(completions)
+        return [0.0] * len(completions)
 
     def at(self, vector: Vector, position_norm: float) -> Vector:
         """``vector`` rescaled so that it adds ``position_norm`` per steered position (the sign of

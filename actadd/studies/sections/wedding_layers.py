@@ -214,9 +214,20 @@ class Wedding:
                              gate=self.gate, max_new_tokens=study["max_new_tokens"], batch_size=study["batch_size"],
                              freq_penalty_counts=study["freq_penalty_counts"])  # fmt: skip
 
-    def strengths(self, table: pd.DataFrame, settings: Sequence[actadd.Vector | None]) -> pd.DataFrame:
-        """``table`` with each setting's strength per position in the shared unit (``position_norm``)."""
-        return table.assign(position_norm=[0.0 if v is None else self.scale.position_norm(v) for v in settings])
+    def strengths(
+        self, table: pd.DataFrame, settings: Sequence[actadd.Vector | None], texts: Sequence[Sequence[str]]
+    ) -> pd.DataFrame:
+        """``table`` with each setting's strength in the shared unit: per steered position
+        (``position_norm``) and added to a completion in all, averaged over its ``texts``
+        (``completion_norm``; a direction, added at every position, adds more to a longer one)."""
+        prompt_tokens = len(actadd.encode(self.model, self.study["prompt"])) - 1
+        return table.assign(
+            position_norm=[0.0 if v is None else self.scale.position_norm(v) for v in settings],
+            completion_norm=[
+                float(np.mean(self.scale.completion_norms(self.model, v, [prompt_tokens] * len(t), t)))
+                for v, t in zip(settings, texts, strict=True)
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -244,15 +255,15 @@ def paper_arm(w: Wedding) -> PaperArm:
     for the best layer. Saved as ``by_layer_paper_arm.csv`` and ``by_layer_confirmation.csv``."""
     study, c = w.study, w.study["paper_coeff"]
     settings = [None] + [w.vector(layer=i, coeff=c) for i in range(w.info.n_layers)]
-    selection, _ = w.sweep(settings, study["select_samples"], stream=SELECT)
+    selection, selected = w.sweep(settings, study["select_samples"], stream=SELECT)
     confirmation, texts = w.sweep(settings, study["paper_samples"], stream=CONFIRM)
     hits = np.stack([topic_hits(t) & w.gate.check(t, references=texts[0])["is_text"].to_numpy(dtype=bool)
                      for t in texts])  # fmt: skip
     best = best_confidence_set(hits[1:])
-    confirmation = w.strengths(confirmation, settings).assign(
+    confirmation = w.strengths(confirmation, settings, texts).assign(
         in_best_set=[False, *best.members_mask(len(settings) - 1)]
     )
-    study.table(w.strengths(selection, settings).assign(arm=f"paper (c = {c:g})"), "by_layer_paper_arm")
+    study.table(w.strengths(selection, settings, selected).assign(arm=f"paper (c = {c:g})"), "by_layer_paper_arm")
     study.table(confirmation, "by_layer_confirmation")
     return PaperArm(selection, best_setting(selection), confirmation, hits, best, texts[0])
 
@@ -288,8 +299,8 @@ def _probe(w: Wedding, settings: list[actadd.Vector | None], layers: list[int], 
     """Sweep ``settings`` (unsteered first) on the selection stream with the judge and the gate,
     and choose by the tuned rule (:func:`~actadd.studies.evaluation.topic.gentlest_passing`)."""
     study = w.study
-    table, _ = w.sweep(settings, study["probe_samples"], stream=SELECT, judge=w.judge, **sampling)
-    table = w.strengths(table, settings)
+    table, texts = w.sweep(settings, study["probe_samples"], stream=SELECT, judge=w.judge, **sampling)
+    table = w.strengths(table, settings, texts)
     limit = study["fluency_tolerance"] * float(table.perplexity.iloc[0])
     table["within_limit"] = table.perplexity <= limit
     pick, reached = gentlest_passing(table, study["success_target"])
@@ -384,13 +395,14 @@ def confirm(w: Wedding, paper: PaperArm, tuned: Probe, md: Probe) -> Confirmatio
     ):
         if probe.chosen is not None:
             table, out = w.sweep([probe.chosen], n, stream=CONFIRM, positions=positions, references=paper.unsteered)
+            table = w.strengths(table, [probe.chosen], out)
             confirmed(table, out, role, f"{label}: layer {probe.chosen.layer}, "
                       f"{w.scale.position_norm(probe.chosen):.3g} per position")  # fmt: skip
     prompted, out = topic_sweep(w.model, study["instruction"] + study["prompt"], [None], n, stream=CONFIRM,
                                 seed=study["seed"], timed=study.timed, gate=w.gate, references=paper.unsteered,
                                 max_new_tokens=study["max_new_tokens"], batch_size=study["batch_size"],
                                 freq_penalty_counts=study["freq_penalty_counts"])  # fmt: skip
-    confirmed(prompted, out, "prompting", "prompting")
+    confirmed(w.strengths(prompted, [None], out), out, "prompting", "prompting")
     table = pd.DataFrame(rows).reset_index(drop=True)
     table.insert(0, "setting", [labels[r] for r in hits])
     note = {role: f"no {name} setting passed the text gate and the fluency limit on the selection probe"

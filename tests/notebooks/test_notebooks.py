@@ -103,8 +103,8 @@ def test_comparison_studies_write_selection_evaluation_and_judges(smoke_run, stu
 @pytest.mark.slow
 def test_every_setting_of_01_carries_both_strengths(smoke_run):
     """Each steered row of 01's tables has its strength per position and what it adds to a
-    completion in all; the mean difference, added at every position, adds more in all than per
-    position, and ActAdd's vector the same to every completion of a setting."""
+    completion in all, and the unsteered row adds nothing; the mean difference, added at every
+    position, adds more in all than per position; the tuned row of the confirmation has its own."""
     out, _ = smoke_run
     results = out / "01_wedding_layers"
     names = ["by_layer_paper_arm", "by_layer_confirmation", "coefficient_probe", "mean_difference_probe",

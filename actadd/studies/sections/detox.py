@@ -28,7 +28,7 @@ from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
 from actadd.studies.presentation import plots
 from actadd.studies.presentation.formatting import Unit
-from actadd.studies.presentation.prose import model_description, source_shares
+from actadd.studies.presentation.prose import model_description, samples_each, source_shares
 from actadd.studies.protocol import figures, judges
 from actadd.studies.protocol.comparison import steerability
 from actadd.studies.protocol.methods import KIND_LABELS, MEAN_DIFFERENCE, Grids, score_unique
@@ -112,7 +112,7 @@ SECTION = Section(
     WITHDRAWN,
 )
 
-FINDINGS = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts ({n_samples:int} samples each, {tokens:int}
+FINDINGS = """Steered model: {model}. Prompts: {n_eval:int} evaluation prompts ({samples_each}, {tokens:int}
 new tokens) and {n_select:int} selection prompts, built the way RealToxicityPrompts was built from {shares}; cleaning
 URLs and reply handles out of the sentences changed {cleaned:pct} of the prompts. Toxicity by {scorer}; fluency judged
 by another model, {judge}.
@@ -279,7 +279,7 @@ def comparison(study: Study, run: TaskRun, scorers: Toxicity) -> Comparison:
 def comparison_figures(study: Study, scorers: Toxicity, result: Comparison) -> None:
     """Toxicity, toxicity probability and fluency per method, the paired differences, and per-input steerability."""
     fig, axes = plots.panels(2, nrows=2, title=f"Detoxification on {study['model_name']}: {study['n_eval_prompts']} "
-                             f"evaluation prompts, {study['n_eval_samples']} samples each", panel=(6.4, 4.6))  # fmt: skip
+                             f"evaluation prompts, {samples_each(study['n_eval_samples'])}", panel=(6.4, 4.6))  # fmt: skip
     for ax, metric, label, title in (
         (axes[0, 0], "expected_max_toxicity", f"expected maximum toxicity ({scorers.backend})",
          "Expected max. toxicity (bootstrap, 95% CI)"),
@@ -320,7 +320,8 @@ def finish(study: Study, steering: Prompts, run: TaskRun, scorers: Toxicity, res
                                                   "text", "wrong_way") for n in ("ActAdd", "PREADD", "md")}  # fmt: skip
     values = missing | {k.replace(f"_{MEAN_DIFFERENCE}", "_md"): v for k, v in values.items()}
     study.prose(FINDINGS, model=model_description(study["model_name"]), n_eval=study["n_eval_prompts"],
-                n_samples=study["n_eval_samples"], tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
+                n_samples=study["n_eval_samples"], samples_each=samples_each(study["n_eval_samples"]),
+                tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
                 shares=source_shares(steering.shares), cleaned=steering.cleaned, scorer=scorers.backend,
                 judge=model_description(study["judge_name"]), chosen=run.selection.describe(),
                 threshold=study["toxic_threshold"], second=scorers.second.name,

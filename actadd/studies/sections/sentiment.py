@@ -24,7 +24,7 @@ from actadd.studies.lifecycle.claims import Claim, above
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
 from actadd.studies.presentation import plots
-from actadd.studies.presentation.prose import model_description, render, source_shares
+from actadd.studies.presentation.prose import model_description, render, samples_each, source_shares
 from actadd.studies.protocol import figures, judges
 from actadd.studies.protocol.comparison import independent_difference, steerability
 from actadd.studies.protocol.methods import KIND_LABELS, MEAN_DIFFERENCE, TREATMENT, Grids, score_unique
@@ -296,9 +296,8 @@ def comparison(study: Study, runs: dict[str, TaskRun], scorers: Scorers) -> Comp
 
 def comparison_figures(study: Study, scorers: Scorers, result: Comparison) -> None:
     """Success and fluency per method and direction, the paired differences, and per-input steerability."""
-    n = study["n_eval_samples"]
     fig, axes = plots.panels(3, title=f"Sentiment steering on {study['model_name']}: {study['n_eval_prompts']} "
-                             f"evaluation prompts per direction, {n} sample{'s' * (n != 1)} each; success by "
+                             f"evaluation prompts per direction, {samples_each(study['n_eval_samples'])}; success by "
                              f"{scorers.scorer.name}", panel=(6.2, 5.2))  # fmt: skip
     plots.methods(axes[0, 0], result.methods, "success", label="share of continuations that are text on the target side",
                   title="Success (bootstrap over prompts, 95% CI)", horizontal=True)  # fmt: skip
@@ -346,10 +345,9 @@ def finish(
                       **values)  # fmt: skip
 
     accuracy, scorer, second = scorers.accuracy, scorers.scorer.name, scorers.second.name
-    n_samples = study["n_eval_samples"]
     accuracy_of = {data: judges.accuracy_estimate(accuracy, scorer, data) for data in ("tweets", "pang_lee")}
     study.prose(FINDINGS, model=model_description(study["model_name"]), n_eval=study["n_eval_prompts"],
-                samples_each=f"{n_samples} sample{'s' * (n_samples != 1)} each", tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
+                samples_each=samples_each(study["n_eval_samples"]), tokens=study["max_new_tokens"], n_select=study["n_select_prompts"],
                 shares=source_shares(steering.shares), cleaned=steering.cleaned,
                 judge=model_description(study["judge_name"]), rule=judges.CHOICE_RULE, scorer=scorer, second=second,
                 **{f"accuracy_{data}": e for data, e in accuracy_of.items()},

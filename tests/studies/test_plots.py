@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from actadd.studies.presentation import plots
+from actadd.studies.protocol import comparison, figures
 
 TABLE = pd.DataFrame({
     "setting": ["unsteered", "layer 6, c = 2.5 (relative norm 3)", "layer 14, c = 4"],
@@ -114,3 +115,18 @@ def test_a_study_refuses_a_figure_with_overlapping_labels_when_strict(tmp_path, 
     monkeypatch.setenv(STRICT_FIGURES, "1")
     with pytest.raises(ValueError, match="wrap, rotate or turn the panel horizontal"):
         study.figure(fig, "crowded")
+
+
+def test_steerability_figure_draws_the_same_jitter_each_time_and_leaves_numpys_generator_alone():
+    table = pd.DataFrame({"unsteered": np.linspace(0, 1, 40), "ActAdd": np.linspace(1, 0, 40)})
+    result = {"negative→positive": comparison.steerability(table)}
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    offsets = []
+    for _ in range(2):
+        fig = figures.steerability_figure(result, label="change", title="steerability")
+        offsets.append(np.concatenate([c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets())]))
+        plt.close(fig)
+    assert len(offsets[0]) == 40 and np.array_equal(offsets[0], offsets[1])
+    assert np.ptp(offsets[0][:, 0]) > 0.1  # jittered, not all on the category's line
+    assert np.array_equal(np.random.get_state()[1], before)

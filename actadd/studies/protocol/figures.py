@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -15,6 +16,8 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from actadd.studies.presentation.plots import SHARE_LIMITS, by_setting, panels, spread
 from actadd.studies.protocol.methods import KIND_COLOURS, KIND_LABELS
 from actadd.studies.protocol.selection import Selection
+
+JITTER_SEED = 0
 
 
 def frontier(ax: plt.Axes, table: pd.DataFrame, objective: str, *, objective_label: str, title: str,
@@ -76,8 +79,15 @@ def steerability(
     axes: Sequence[plt.Axes], changes: pd.DataFrame, summary: pd.DataFrame, *, label: str, title: str
 ) -> None:
     """Left: every prompt's change against unsteered, per method; right: the share of prompts
-    moved the wrong way with its Wilson interval (the summary's)."""
-    sns.stripplot(data=changes, x="method", y="change", ax=axes[0], alpha=0.5, size=4, jitter=0.25)
+    moved the wrong way with its Wilson interval (the summary's). The points' jitter is drawn from
+    a fixed seed, so a run draws the same figure each time."""
+    # seaborn jitters with numpy's global generator: seed it for this plot only, then restore it.
+    state = np.random.get_state()
+    np.random.seed(JITTER_SEED)
+    try:
+        sns.stripplot(data=changes, x="method", y="change", ax=axes[0], alpha=0.5, size=4, jitter=0.25)
+    finally:
+        np.random.set_state(state)
     axes[0].axhline(0, color="grey", lw=1)
     axes[0].set(xlabel="method", ylabel=label, title=f"{title}: per-prompt change")
     by_setting(axes[1], summary, "method", "wrong_way")

@@ -70,9 +70,14 @@ def model_description(name: str) -> str:
     return EMBEDDED_MODELS[name].description if name in EMBEDDED_MODELS else name
 
 
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 sample", "3 samples", "2 CPU threads"."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def samples_each(n: int) -> str:
     """How many samples each prompt got, in words: "1 sample each", "3 samples each"."""
-    return f"{n} sample{'s' * (n != 1)} each"
+    return f"{count(n, 'sample')} each"
 
 
 def source_shares(shares: Mapping[str, float]) -> str:

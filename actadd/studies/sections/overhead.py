@@ -18,7 +18,7 @@ from actadd.studies.lifecycle.claims import Claim, below, within
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
 from actadd.studies.presentation import plots
-from actadd.studies.presentation.prose import render
+from actadd.studies.presentation.prose import count, render
 
 
 def claims(p: Mapping[str, Any]) -> list[Claim]:
@@ -43,7 +43,7 @@ SECTION = Section(
     claims,
 )
 
-FINDINGS = """At {threads:int} CPU thread(s), {n_pairs:int} paired passes per model:
+FINDINGS = """At {threads}, {n_pairs:int} paired passes per model:
 
 - **Batch 1 x {seq_len:int}.** The median premium ranges from {lo:pct} to {hi:pct} over the models (ratio of mean
   times: {mlo:pct} to {mhi:pct}); on the {largest} shape it is {batch1_largest:pct}: the claim that it is small (within
@@ -85,7 +85,7 @@ def forward_premium(study: Study) -> pd.DataFrame:
 def premium_figure(study: Study, table: pd.DataFrame) -> None:
     """The premium per model size (paired median and ratio of means) and the vector's cost."""
     margin = study["premium_margin"]
-    fig, axes = plots.panels(2, title=f"What the ActAdd path costs at {torch.get_num_threads()} CPU thread(s)",
+    fig, axes = plots.panels(2, title=f"What the ActAdd path costs at {count(torch.get_num_threads(), 'CPU thread')}",
                              panel=(6.4, 4.6))  # fmt: skip
     plots.by_setting(axes[0, 0], table, "parameters", "premium", hue="batch",
                      hue_format=f"batch {{}} x {study['seq_len']}", scale=100)  # fmt: skip
@@ -149,7 +149,7 @@ def finish(study: Study, table: pd.DataFrame, generation: GenerationCost) -> Stu
     measured = study.measured()
     paper_text = (render(PAPER_BATCH_FINDINGS, name=sizes[0], means=float(paper_rows.premium_of_means.iloc[0]),
                          **measured) if "paper_batch" in measured else "Not timed in this profile.")  # fmt: skip
-    study.prose(FINDINGS, threads=torch.get_num_threads(), n_pairs=int(batch1.n_pairs.min()), seq_len=study["seq_len"],
+    study.prose(FINDINGS, threads=count(torch.get_num_threads(), "CPU thread"), n_pairs=int(batch1.n_pairs.min()), seq_len=study["seq_len"],
                 margin=study["premium_margin"], lo=float(batch1.premium.min()), hi=float(batch1.premium.max()),
                 mlo=float(batch1.premium_of_means.min()), mhi=float(batch1.premium_of_means.max()), largest=sizes[-1],
                 batch=batch, hook_lo=float(table.nnsight_over_hook.min()), hook_hi=float(table.nnsight_over_hook.max()),

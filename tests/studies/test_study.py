@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,7 +25,7 @@ from actadd.studies.lifecycle.study import Section, Study, parameter_names
 from actadd.studies.pipeline.publish import RESULTS
 from actadd.studies.pipeline.runner import NOTEBOOKS
 from actadd.studies.protocol.judges import Agreement, JudgeReport
-from actadd.studies.sections import MODULES, factual_recall, section
+from actadd.studies.sections import MODULES, factual_recall, overhead, section
 from actadd.studies.sections.wedding_layers import TUNED, WeddingSetting, paper_label, wedding_arms, wedding_setting
 
 CLAIM = Claim("07.works", "It works", "> 90%", "share", above(0.9), "percent")
@@ -82,6 +83,23 @@ def test_without_the_notebook_file_the_plain_values_are_the_parameters(tmp_path,
     assert set(Study.open(MINE, namespace).parameters) == {"results_dir", "seed", "model", "colab_branch"}
     with pytest.raises(ValueError, match="results_dir and seed"):
         Study("07_mine", {"seed": 0})
+
+
+def test_a_median_premium_of_too_few_pairs_stays_unresolved_and_says_why(tmp_path, monkeypatch):
+    """06's premiums, all 4 outside the 1% margin: a bootstrap of 4 values called that "does not
+    hold"; a median of 4 has no 95% interval, so the claim is unresolved, and its note says why.
+    12 such pairs do decide it."""
+    monkeypatch.chdir(tmp_path)
+    study = Study.open(overhead.SECTION, {**_defaults("06_overhead"), "results_dir": str(tmp_path / "out")})
+    few = np.array([0.012, 0.031, 0.052, 0.102])
+    overhead.record_median(study, "06.paper_batch", few)
+    assert study.verdict("06.paper_batch") == "unresolved"
+    recorded = {r.claim.id: r.note for r in StudyRecord.load(tmp_path / "out").claims}
+    assert recorded["06.paper_batch"] == study.note("06.paper_batch")
+    assert study.note("06.paper_batch") == "a median of 4 pairs has no 95% interval; 6 pairs give one"
+    overhead.record_median(study, "06.batch1_largest", np.tile(few, 3))
+    assert study.verdict("06.batch1_largest") == "does not hold"
+    assert study.estimate("06.batch1_largest").low == 0.012  # the 3rd smallest of 12
 
 
 def test_a_registered_study_declares_its_claims_when_it_opens(tmp_path, monkeypatch):

@@ -5,7 +5,9 @@ several thread counts).
 On a shared CPU absolute times drift by tens of percent while other processes run, so every
 figure here is a ratio of two code paths timed in the same run, their passes interleaved
 (the order alternates each repeat, so a drift hits both sides alike), after a warm-up, with
-its median and a bootstrap interval across repeats. The thread count is fixed and recorded.
+its median and a bootstrap interval across repeats; the premium's median gets the exact
+interval of order statistics (:func:`~actadd.studies.evaluation.stats.median_ci`), since its
+claims rest on a handful of pairs. The thread count is fixed and recorded.
 
     premium = t_actadd / t_base - 1    (the paper's forward-pass premium)
 
@@ -36,7 +38,7 @@ import actadd
 from actadd import RowSampler, encode, forward_logits, model_info, row_seeds, transformers_model, wrap_model
 from actadd.checks import integer
 from actadd.models import parse_dtype
-from actadd.studies.evaluation.stats import bootstrap_ci
+from actadd.studies.evaluation.stats import bootstrap_ci, median_ci
 
 # GPT-2's published shapes (layers, d_model, heads); the tiny one is for smoke runs.
 GPT2_SHAPES: dict[str, tuple[int, int, int]] = {
@@ -380,8 +382,9 @@ def premium_table(
     notebook 06 and ``make bench``.
 
     ``batches`` maps a batch size to (the models timed at it, passes per seed). Per (model, batch): the
-    median of the paired premiums ``t_actadd / t_base - 1`` with its bootstrap interval
-    (``premium``, ``premium_low``, ``premium_high``; fractions, not percent), the ratio of mean
+    median of the paired premiums ``t_actadd / t_base - 1`` with its order-statistics interval
+    (``premium``, ``premium_low``, ``premium_high``; fractions, not percent; NaN bounds from fewer
+    than 6 pairs), the ratio of mean
     times minus 1, the extra milliseconds per forward call, the nnsight path over a plain torch
     hook doing the same addition, and computing the vector over one forward of its pair (per
     model). Returns the table and the paired premiums by (model, batch), for claims on them."""
@@ -394,7 +397,7 @@ def premium_table(
         for batch, n_passes in timed:
             times = forward_premium(model, batch=batch, seq_len=seq_len, passes=n_passes, seeds=seeds)
             paired[(name, batch)] = premium(times["actadd"], times["base"])
-            median, low, high = bootstrap_ci(paired[(name, batch)], stat=np.median, seed=seed)
+            median, low, high = median_ci(paired[(name, batch)])
             hook = summarize(np.divide(times["actadd"], times["hook"]), seed=seed)
             rows.append({
                 "model": name, "batch": batch, "parameters": n_parameters(model),

@@ -208,6 +208,10 @@ class Study:
                 out[short], out[f"v_{short}"] = result.estimate, result.verdict
         return out
 
+    def note(self, claim_id: str) -> str:
+        """The note recorded with a claim's estimate ("" when it has none)."""
+        return self._claims().results[claim_id].note
+
     def _claims(self) -> ClaimsRecord:
         if self.claims is None:
             raise ValueError(f"{self.name} declares its claims first: call study.declare() before recording")

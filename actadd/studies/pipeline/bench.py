@@ -247,7 +247,8 @@ def format_table(record: dict) -> str:
     def row_ci(row: dict, name: str, low: str, high: str, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
         return ci({"median": row[name], "low": row[low], "high": row[high]}, scale, fmt)
 
-    lines = [f"threads: {record['threads']}   (median [95% bootstrap interval] across repeats)", ""]
+    lines = [f"threads: {record['threads']}   (median [95% interval] across repeats: order statistics for "
+             "the premium, fewer than 6 pairs giving none; a bootstrap for the rest)", ""]  # fmt: skip
     lines.append(
         f"{'model':<14}{'params':>8}  {'forward premium %':<26}{'extra ms / pass':<18}{'nnsight / hook':<24}"
         f"{'vector / pair fwd':<22}"
@@ -323,7 +324,7 @@ def bench_section(record: dict) -> str:
         f"{t['model']} in {t['dtype']}, {t['parameters'] / 1e6:.0f}M parameters). The limit at a path's shape is the "
         f"{t['dtype']} matmul rate measured in the same run at its rows x d_model x d_ff, over 2 x parameters FLOP a "
         f"token (a square 2048^3 matmul ran at {t['square_matmul_gflop_per_s']['median']:,.0f} GFLOP/s); medians "
-        "with 95% bootstrap intervals across repeats:\n\n"
+        "with 95% intervals across repeats (the premium's from order statistics, the others bootstrapped):\n\n"
         + markdown_table(pd.DataFrame(rows))
         + f"\n\nSteered generation runs at {ratio['median']:.2f}x [{ratio['low']:.2f}, {ratio['high']:.2f}] the "
         f"throughput of the model's own `generate` ({g['model']}, batch {record['config']['n_prompts']}); a layer sweep "

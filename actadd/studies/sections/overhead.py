@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from actadd.studies.evaluation import overhead
-from actadd.studies.evaluation.stats import bootstrap_difference, bootstrap_estimate
+from actadd.studies.evaluation.stats import bootstrap_difference, median_estimate
 from actadd.studies.lifecycle.claims import Claim, below, within
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
@@ -24,7 +24,7 @@ from actadd.studies.presentation.prose import count, render
 def claims(p: Mapping[str, Any]) -> list[Claim]:
     batch, seq_len, margin = p["paper_batch"], p["seq_len"], p["premium_margin"]
     smallest, largest = p["sizes"][0], p["sizes"][-1]
-    timed = "median of paired t_actadd / t_base - 1; bootstrap over passes"
+    timed = "median of paired t_actadd / t_base - 1; interval from order statistics (sign test) over passes"
     return [
         Claim("06.paper_batch", f"At the paper's batch ({batch} x {seq_len}), the forward premium is small "
               f"({smallest} shape)", "-0.05% to 0.4%", timed, within(-margin, margin), "percent"),
@@ -58,8 +58,8 @@ FINDINGS = """At {threads}, {n_pairs:int} paired passes per model:
   GPU; the XL shape and the paper's 100 passes are left to the paper profile.
 """
 
-PAPER_BATCH_FINDINGS = """On the {name} shape the median premium is {paper_batch:pct} (ratio of means {means:pct}): the
-claim that it is small **{v_paper_batch:verdict}**."""
+PAPER_BATCH_FINDINGS = """On the {name} shape the median of {pairs} is {paper_batch:pct} (ratio of means {means:pct}):
+the claim that it is small **{v_paper_batch:verdict}**{why}."""
 
 
 def forward_premium(study: Study) -> pd.DataFrame:
@@ -73,13 +73,20 @@ def forward_premium(study: Study) -> pd.DataFrame:
             batches={1: ([*sizes, study["model_name"]], study["passes"]),
                      study["paper_batch"]: (study["paper_batch_sizes"], study["paper_batch_passes"])})  # fmt: skip
     smallest, largest = sizes[0], sizes[-1]
-    study.record("06.batch1_largest", bootstrap_estimate(premiums[(largest, 1)], np.median, seed=seed))
+    record_median(study, "06.batch1_largest", premiums[(largest, 1)])
     study.record("06.falls_with_size", bootstrap_difference(premiums[(largest, 1)], premiums[(smallest, 1)], seed=seed))
     if (smallest, study["paper_batch"]) in premiums:
-        study.record(
-            "06.paper_batch", bootstrap_estimate(premiums[(smallest, study["paper_batch"])], np.median, seed=seed)
-        )
+        record_median(study, "06.paper_batch", premiums[(smallest, study["paper_batch"])])
     return study.table(table, "forward_premium")
+
+
+def record_median(study: Study, claim_id: str, pairs: np.ndarray) -> None:
+    """Record the median paired premium with its order-statistics interval; too few pairs for a
+    95% interval leave the claim unresolved, and its note says so."""
+    estimate = median_estimate(pairs)
+    few = np.isnan(estimate.low)
+    note = f"a median of {count(len(pairs), 'pair')} has no 95% interval; 6 pairs give one" if few else ""
+    study.record(claim_id, estimate, note=note)
 
 
 def premium_figure(study: Study, table: pd.DataFrame) -> None:
@@ -97,7 +104,7 @@ def premium_figure(study: Study, table: pd.DataFrame) -> None:
     axes[0, 0].axhline(0, color="grey", lw=1)
     axes[0, 0].axhspan(-100 * margin, 100 * margin, color="green", alpha=0.1, label="within the margin")
     axes[0, 0].set(xscale="log", xlabel="parameters", ylabel="forward premium (%)",
-                   title="Median paired premium (bootstrap 95% CI)")  # fmt: skip
+                   title="Median paired premium (95% CI, order statistics)")  # fmt: skip
     axes[0, 0].legend(fontsize=8)
     vectors = table.drop_duplicates("model")
     plots.by_setting(
@@ -147,8 +154,13 @@ def finish(study: Study, table: pd.DataFrame, generation: GenerationCost) -> Stu
     sizes, batch = study["sizes"], study["paper_batch"]
     batch1, paper_rows = table[table.batch == 1], table[table.batch == batch]
     measured = study.measured()
-    paper_text = (render(PAPER_BATCH_FINDINGS, name=sizes[0], means=float(paper_rows.premium_of_means.iloc[0]),
-                         **measured) if "paper_batch" in measured else "Not timed in this profile.")  # fmt: skip
+    if "paper_batch" in measured:
+        note = study.note("06.paper_batch")
+        paper_text = render(PAPER_BATCH_FINDINGS, name=sizes[0], means=float(paper_rows.premium_of_means.iloc[0]),
+                            pairs=count(int(paper_rows.n_pairs.iloc[0]), "paired premium"),
+                            why=f": {note}" if note else "", **measured)  # fmt: skip
+    else:
+        paper_text = "Not timed in this profile."
     study.prose(FINDINGS, threads=count(torch.get_num_threads(), "CPU thread"), n_pairs=int(batch1.n_pairs.min()), seq_len=study["seq_len"],
                 margin=study["premium_margin"], lo=float(batch1.premium.min()), hi=float(batch1.premium.max()),
                 mlo=float(batch1.premium_of_means.min()), mhi=float(batch1.premium_of_means.max()), largest=sizes[-1],

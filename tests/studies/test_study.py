@@ -96,7 +96,7 @@ def test_a_median_premium_of_too_few_pairs_stays_unresolved_and_says_why(tmp_pat
     assert study.verdict("06.paper_batch") == "unresolved"
     recorded = {r.claim.id: r.note for r in StudyRecord.load(tmp_path / "out").claims}
     assert recorded["06.paper_batch"] == study.note("06.paper_batch")
-    assert study.note("06.paper_batch") == "a median of 4 pairs has no 95% interval; 6 pairs give one"
+    assert study.note("06.paper_batch") == "a median of 4 pairs has no 95% interval, which takes at least 6"
     overhead.record_median(study, "06.batch1_largest", np.tile(few, 3))
     assert study.verdict("06.batch1_largest") == "does not hold"
     assert study.estimate("06.batch1_largest").low == 0.012  # the 3rd smallest of 12

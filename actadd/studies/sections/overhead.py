@@ -85,7 +85,7 @@ def record_median(study: Study, claim_id: str, pairs: np.ndarray) -> None:
     95% interval leave the claim unresolved, and its note says so."""
     estimate = median_estimate(pairs)
     few = np.isnan(estimate.low)
-    note = f"a median of {count(len(pairs), 'pair')} has no 95% interval; 6 pairs give one" if few else ""
+    note = f"a median of {count(len(pairs), 'pair')} has no 95% interval, which takes at least 6" if few else ""
     study.record(claim_id, estimate, note=note)
 
 

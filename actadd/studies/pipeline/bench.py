@@ -324,7 +324,7 @@ def bench_section(record: dict) -> str:
         f"{t['model']} in {t['dtype']}, {t['parameters'] / 1e6:.0f}M parameters). The limit at a path's shape is the "
         f"{t['dtype']} matmul rate measured in the same run at its rows x d_model x d_ff, over 2 x parameters FLOP a "
         f"token (a square 2048^3 matmul ran at {t['square_matmul_gflop_per_s']['median']:,.0f} GFLOP/s); medians "
-        "with 95% intervals across repeats (the premium's from order statistics, the others bootstrapped):\n\n"
+        "with 95% bootstrap intervals across repeats:\n\n"
         + markdown_table(pd.DataFrame(rows))
         + f"\n\nSteered generation runs at {ratio['median']:.2f}x [{ratio['low']:.2f}, {ratio['high']:.2f}] the "
         f"throughput of the model's own `generate` ({g['model']}, batch {record['config']['n_prompts']}); a layer sweep "

@@ -143,6 +143,19 @@ def test_median_ci_is_the_order_statistics_a_sign_test_gives():
         stats.median_ci(values, confidence=0.0)
 
 
+def test_the_fewest_values_for_a_median_interval_follow_the_binomial():
+    """[min, max] of n values misses the median with probability 2 / 2^n: at 95% that needs
+    2^n > 40, so 6; at 90%, 2^n > 20, so 5; at 99%, 2^n > 200, so 8. One value fewer gives none."""
+    assert [stats.fewest_for_median_ci(c) for c in (0.9, 0.95, 0.99)] == [5, 6, 8]
+    assert stats.fewest_for_median_ci() == 6
+    for confidence in (0.9, 0.95, 0.99):
+        n = stats.fewest_for_median_ci(confidence)
+        assert math.isnan(stats.median_ci(np.arange(n - 1.0), confidence)[1])
+        assert stats.median_ci(np.arange(float(n)), confidence)[1:] == (0.0, n - 1.0)
+    with pytest.raises(ValueError, match="below 1"):
+        stats.fewest_for_median_ci(1.0)
+
+
 CLEAR = ["This movie was wonderful, I loved every minute of it.", "A terrible, boring film. I hated it."]
 
 

@@ -59,6 +59,17 @@ def test_a_hue_gives_one_labelled_series_each():
     assert len(axes[0, 0].containers) == 2
 
 
+def test_category_positions_are_where_by_setting_draws_each_series():
+    table = TABLE.assign(batch=[1, 32, 1])
+    _, axes = plots.panels(1, title="t")
+    plots.by_setting(axes[0, 0], table, "setting", "success", hue="batch")
+    at = plots.category_positions(table, "setting", hue="batch")
+    drawn = sorted(x for x, _, _ in _bars(axes[0, 0]))
+    np.testing.assert_allclose(sorted(at), drawn)
+    np.testing.assert_allclose(at, [-0.12, 1.12, 1.88])  # batch 1 left of its category, batch 32 right
+    np.testing.assert_allclose(plots.category_positions(TABLE, "norm"), TABLE.norm)
+
+
 def test_a_plain_log_axis_labels_only_the_given_values():
     _, axes = plots.panels(1, title="t")
     axes[0, 0].plot([0.5, 8.0], [1, 2])

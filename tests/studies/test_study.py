@@ -24,6 +24,7 @@ from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study, parameter_names
 from actadd.studies.pipeline.publish import RESULTS
 from actadd.studies.pipeline.runner import NOTEBOOKS
+from actadd.studies.presentation import plots
 from actadd.studies.protocol.judges import Agreement, JudgeReport
 from actadd.studies.sections import MODULES, factual_recall, overhead, section
 from actadd.studies.sections.wedding_layers import TUNED, WeddingSetting, paper_label, wedding_arms, wedding_setting
@@ -100,6 +101,36 @@ def test_a_median_premium_of_too_few_pairs_stays_unresolved_and_says_why(tmp_pat
     overhead.record_median(study, "06.batch1_largest", np.tile(few, 3))
     assert study.verdict("06.batch1_largest") == "does not hold"
     assert study.estimate("06.batch1_largest").low == 0.012  # the 3rd smallest of 12
+
+
+def test_06s_figure_names_each_model_once_smallest_first_with_the_ratio_of_means_beside_its_median(
+    tmp_path, monkeypatch
+):
+    """Two models of about the same size crowded their name labels together on a log axis of
+    parameters: each model is now a category of its own, and each ratio of means is drawn at
+    its own series' median."""
+    monkeypatch.chdir(tmp_path)
+    study = Study.open(overhead.SECTION, {**_defaults("06_overhead"), "results_dir": str(tmp_path / "out")})
+    rows = [("gpt2-small", 1, 124e6), ("gpt2-large", 1, 774e6), ("smollm2-135m", 1, 135e6), ("gpt2-small", 32, 124e6)]
+    table = pd.DataFrame([
+        {"model": m, "batch": b, "parameters": p, "premium": 0.01 * i, "premium_low": np.nan if b == 32 else -0.05,
+         "premium_high": np.nan if b == 32 else 0.05, "premium_of_means": 0.01 * i + 0.002,
+         "vector_over_pair_forward": 0.3, "vector_low": 0.28, "vector_high": 0.33}
+        for i, (m, b, p) in enumerate(rows)
+    ])  # fmt: skip
+    captured = {}
+    monkeypatch.setattr(study, "figure", lambda fig, name: captured.setdefault(name, fig))
+    overhead.premium_figure(study, table)
+    premium, vector = captured["06_overhead_premium"].axes
+    names = ["gpt2-small (124M)", "smollm2-135m (135M)", "gpt2-large (774M)"]
+    for ax in (premium, vector):
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+    assert not premium.texts  # no name labels drawn beside the points
+    marks = next(c for c in premium.collections if c.get_label() == "ratio of means").get_offsets()
+    medians = sorted((x, y) for c in premium.containers for x, y in c.lines[0].get_xydata())
+    np.testing.assert_allclose(sorted(marks[:, 0]), [x for x, _ in medians])
+    np.testing.assert_allclose(sorted(np.asarray(marks)[:, 1] - 0.2), sorted(y for _, y in medians), atol=1e-9)
+    assert not plots.overlapping_tick_labels(captured["06_overhead_premium"])
 
 
 def test_a_registered_study_declares_its_claims_when_it_opens(tmp_path, monkeypatch):

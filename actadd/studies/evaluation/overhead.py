@@ -384,9 +384,8 @@ def premium_table(
     ``batches`` maps a batch size to (the models timed at it, passes per seed). Per (model, batch): the
     median of the paired premiums ``t_actadd / t_base - 1`` with its order-statistics interval
     (``premium``, ``premium_low``, ``premium_high``; fractions, not percent; NaN bounds from fewer
-    than 6 pairs), the ratio of mean
-    times minus 1, the extra milliseconds per forward call, the nnsight path over a plain torch
-    hook doing the same addition, and computing the vector over one forward of its pair (per
+    pairs than :func:`.stats.fewest_for_median_ci`), the ratio of mean times minus 1, the extra
+    milliseconds per forward call, the nnsight path over a plain torch hook doing the same addition, and computing the vector over one forward of its pair (per
     model). Returns the table and the paired premiums by (model, batch), for claims on them."""
     rows, paired = [], {}
     for name in tqdm(list(dict.fromkeys(models)), desc="forward premium", disable=not progress, leave=False):

@@ -198,8 +198,8 @@ def median_ci(values: Sequence[float] | np.ndarray, confidence: float = CONFIDEN
 
     Exact for any continuous distribution, where a bootstrap of a few values is not: resampling
     4 values cannot show how far their median may be from the truth. Too few values for
-    ``confidence`` give NaN bounds (unresolved): at 95% that is fewer than 6, since [min, max]
-    of 5 values covers the median only 94% of the time.
+    ``confidence`` give NaN bounds (unresolved): fewer than :func:`fewest_for_median_ci`, 6 at
+    95%, since [min, max] of 5 values covers the median only 94% of the time.
     """
     x = np.asarray(values, dtype=float)
     if x.ndim != 1 or len(x) < 1:
@@ -207,6 +207,20 @@ def median_ci(values: Sequence[float] | np.ndarray, confidence: float = CONFIDEN
     real(confidence, "confidence", minimum=0, maximum=1, open_minimum=True)
     interval = scipy_stats.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(confidence)
     return float(np.median(x)), float(interval.low), float(interval.high)
+
+
+def fewest_for_median_ci(confidence: float = CONFIDENCE) -> int:
+    """The fewest independent values whose median :func:`median_ci` gives both bounds at
+    ``confidence``: 6 at 95%. [min, max] of n values misses the median with probability
+    2 / 2^n, so the count is about log2(2 / (1 - confidence)); it is read off ``median_ci``
+    itself, so that the two never disagree at a boundary."""
+    real(confidence, "confidence", minimum=0, maximum=1, open_minimum=True)
+    if confidence == 1:
+        raise ValueError("confidence must be below 1: no finite number of values gives a 100% interval")
+    n = max(1, int(np.log2(2 / (1 - confidence))))
+    while np.isnan(median_ci(np.arange(float(n)), confidence)[1:]).any():
+        n += 1
+    return n
 
 
 def median_estimate(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> Estimate:

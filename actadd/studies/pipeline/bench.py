@@ -31,6 +31,7 @@ from actadd.studies.evaluation.overhead import (
     sweep_cost,
     time_interleaved,
 )
+from actadd.studies.evaluation.stats import fewest_for_median_ci
 from actadd.studies.lifecycle.study import versions
 from actadd.studies.pipeline.publish import README, RESULTS, replace_section
 from actadd.studies.presentation.formatting import markdown_table
@@ -248,7 +249,7 @@ def format_table(record: dict) -> str:
         return ci({"median": row[name], "low": row[low], "high": row[high]}, scale, fmt)
 
     lines = [f"threads: {record['threads']}   (median [95% interval] across repeats: order statistics for "
-             "the premium, fewer than 6 pairs giving none; a bootstrap for the rest)", ""]  # fmt: skip
+             f"the premium, fewer than {fewest_for_median_ci()} pairs giving none; a bootstrap for the rest)", ""]  # fmt: skip
     lines.append(
         f"{'model':<14}{'params':>8}  {'forward premium %':<26}{'extra ms / pass':<18}{'nnsight / hook':<24}"
         f"{'vector / pair fwd':<22}"

@@ -69,10 +69,10 @@ def by_setting(
     low, high = low or f"{y}_low", high or f"{y}_high"
     numeric = pd.api.types.is_numeric_dtype(table[x])
     categories = [] if numeric else list(dict.fromkeys(table[x]))
-    groups = [(None, table)] if hue is None else list(table.groupby(hue, sort=False))
-    offsets = np.linspace(-0.12, 0.12, len(groups)) if len(groups) > 1 and not numeric else np.zeros(len(groups))
-    for offset, (group, rows) in zip(offsets, groups):
-        where = rows[x].to_numpy(dtype=float) if numeric else np.array([categories.index(c) for c in rows[x]]) + offset
+    at = category_positions(table, x, hue=hue)
+    for group in [None] if hue is None else _series(table, hue):
+        chosen = np.ones(len(table), dtype=bool) if hue is None else (table[hue] == group).to_numpy()
+        rows, where = table[chosen], at[chosen]
         scaled = rows.assign(**{c: rows[c] * scale for c in (y, low, high)})
         label = style.pop("label", None) if hue is None else hue_format.format(group)
         error = spread(scaled, y, low, high)
@@ -85,6 +85,26 @@ def by_setting(
         if horizontal:
             ax.invert_yaxis()  # the table's first setting on top
     return categories
+
+
+def category_positions(table: pd.DataFrame, x: str, *, hue: str | None = None) -> np.ndarray:
+    """Where :func:`by_setting` draws each row on its ``x`` axis, ``[len(table)]``: numeric ``x``
+    as it is, any other ``x`` at its category's index in table order, each ``hue`` series shifted
+    beside the others. For marks drawn over the same settings (a second estimate beside the interval)."""
+    if pd.api.types.is_numeric_dtype(table[x]):
+        return table[x].to_numpy(dtype=float)
+    categories = list(dict.fromkeys(table[x]))
+    index = np.array([categories.index(c) for c in table[x]], dtype=float)
+    if hue is None:
+        return index
+    series = _series(table, hue)
+    offsets = dict(zip(series, np.linspace(-0.12, 0.12, len(series)) if len(series) > 1 else [0.0]))
+    return index + np.array([offsets.get(h, np.nan) for h in table[hue]])
+
+
+def _series(table: pd.DataFrame, hue: str) -> list[Any]:
+    """The values of ``hue`` in table order, one series each."""
+    return list(dict.fromkeys(table[hue].dropna()))
 
 
 def curves(

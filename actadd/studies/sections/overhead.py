@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from actadd.studies.evaluation import overhead
-from actadd.studies.evaluation.stats import bootstrap_difference, median_estimate
+from actadd.studies.evaluation.stats import CONFIDENCE, bootstrap_difference, fewest_for_median_ci, median_estimate
 from actadd.studies.lifecycle.claims import Claim, below, within
 from actadd.studies.lifecycle.record import StudyRecord
 from actadd.studies.lifecycle.study import Section, Study
@@ -85,33 +85,35 @@ def record_median(study: Study, claim_id: str, pairs: np.ndarray) -> None:
     95% interval leave the claim unresolved, and its note says so."""
     estimate = median_estimate(pairs)
     few = np.isnan(estimate.low)
-    note = f"a median of {count(len(pairs), 'pair')} has no 95% interval, which takes at least 6" if few else ""
+    fewest = fewest_for_median_ci()
+    note = (
+        f"a median of {count(len(pairs), 'pair')} has no {CONFIDENCE:.0%} interval, which takes at least {fewest}"
+        if few
+        else ""
+    )
     study.record(claim_id, estimate, note=note)
 
 
 def premium_figure(study: Study, table: pd.DataFrame) -> None:
-    """The premium per model size (paired median and ratio of means) and the vector's cost."""
+    """The premium per model, smallest first (paired median and ratio of means), and the vector's cost."""
     margin = study["premium_margin"]
+    table = table.sort_values("parameters", kind="stable")
+    table = table.assign(shape=[f"{m} ({p / 1e6:.0f}M)" for m, p in zip(table.model, table.parameters)])
     fig, axes = plots.panels(2, title=f"What the ActAdd path costs at {count(torch.get_num_threads(), 'CPU thread')}",
                              panel=(6.4, 4.6))  # fmt: skip
-    plots.by_setting(axes[0, 0], table, "parameters", "premium", hue="batch",
+    plots.by_setting(axes[0, 0], table, "shape", "premium", hue="batch",
                      hue_format=f"batch {{}} x {study['seq_len']}", scale=100)  # fmt: skip
-    axes[0, 0].scatter(table.parameters, 100 * table.premium_of_means, marker="x", color="black", s=20,
-                       label="ratio of means")  # fmt: skip
-    for row in table.itertuples():
-        axes[0, 0].annotate(row.model, (row.parameters, 100 * row.premium), textcoords="offset points", xytext=(5, 5),
-                            fontsize=8)  # fmt: skip
+    axes[0, 0].scatter(plots.category_positions(table, "shape", hue="batch"), 100 * table.premium_of_means,
+                       marker="x", color="black", s=20, zorder=3, label="ratio of means")  # fmt: skip
     axes[0, 0].axhline(0, color="grey", lw=1)
     axes[0, 0].axhspan(-100 * margin, 100 * margin, color="green", alpha=0.1, label="within the margin")
-    axes[0, 0].set(xscale="log", xlabel="parameters", ylabel="forward premium (%)",
+    axes[0, 0].set(xlabel="model (parameters)", ylabel="forward premium (%)",
                    title="Median paired premium (95% CI, order statistics)")  # fmt: skip
     axes[0, 0].legend(fontsize=8)
-    vectors = table.drop_duplicates("model")
-    plots.by_setting(
-        axes[0, 1], vectors, "parameters", "vector_over_pair_forward", low="vector_low", high="vector_high"
-    )
+    plots.by_setting(axes[0, 1], table.drop_duplicates("model"), "shape", "vector_over_pair_forward",
+                     low="vector_low", high="vector_high")  # fmt: skip
     axes[0, 1].axhline(1.0, color="grey", ls="--", lw=1, label="one forward of the pair")
-    axes[0, 1].set(xscale="log", xlabel="parameters", ylabel="vector time / pair forward time",
+    axes[0, 1].set(xlabel="model (parameters)", ylabel="vector time / pair forward time",
                    title="Computing the vector vs one forward of the pair (median, 95% CI)")  # fmt: skip
     axes[0, 1].legend(fontsize=8)
     study.figure(fig, "06_overhead_premium")

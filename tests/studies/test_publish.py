@@ -79,6 +79,22 @@ def test_the_readme_is_rewritten_from_the_snapshot_and_failures_keep_old_results
     assert publish.section(readme.read_text(), "results") == second  # the failed run erased nothing
 
 
+def test_the_cost_table_names_the_cpu_once_or_per_study_when_they_differ():
+    """Timings move with the CPU (AMX against AVX512-BF16): one CPU is named in the heading,
+    several get a column, and records from before the CPU was recorded say so."""
+    amd, intel = "AMD EPYC, bfloat16 by AVX512-BF16", "Intel Xeon, bfloat16 by AMX"
+
+    def record(name: str, cpu: str | None) -> StudyRecord:
+        return StudyRecord(name, [], wall_time_s=60.0, versions={} if cpu is None else {"cpu": cpu})
+
+    same = [record("00_a", amd), record("01_b", amd)]
+    assert "CPU" not in publish.cost_table(same).columns
+    assert publish._machine(same) == f"this 2-core CPU ({amd})"
+    mixed = [record("00_a", intel), record("01_b", amd), record("02_c", None)]
+    assert publish.cost_table(mixed)["CPU"].tolist() == [intel, amd, "not recorded"]
+    assert publish._machine(mixed) == "this 2-core CPU"
+
+
 def test_replication_table_has_a_column_per_model(tmp_path):
     root = tmp_path / "results"
     publish.snapshot(_run(tmp_path / "a", 97, model="model-a"), root)

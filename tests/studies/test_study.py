@@ -274,6 +274,25 @@ def test_an_unknown_study_is_named_with_the_known_ones():
         Study.open("07_mine", {})  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("flags", "units"),
+    [
+        ("avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
+        ("avx512f avx512_bf16", "AVX512-BF16"),
+        ("sse2 avx2", "no bfloat16 units"),
+    ],
+)
+def test_the_cpu_is_named_with_what_multiplies_bfloat16_on_it(tmp_path, flags, units):
+    from actadd.studies.lifecycle.study import cpu, versions
+
+    info = tmp_path / "cpuinfo"
+    block = f"processor\t: {{}}\nmodel name\t: Some CPU 9000\nflags\t\t: {flags}\n\n"
+    info.write_text(block.format(0) + block.format(1))
+    assert cpu(info) == f"Some CPU 9000, bfloat16 by {units}"
+    assert cpu(tmp_path / "missing")  # no /proc/cpuinfo: the platform's name, never an error
+    assert "cpu" in versions()
+
+
 def test_peak_memory_reads_this_process_high_water_mark(tmp_path):
     from actadd.studies.lifecycle.study import peak_memory_gb
 

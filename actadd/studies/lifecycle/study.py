@@ -68,14 +68,32 @@ class Section:
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages a result depends on."""
-    out = {"python": platform.python_version()}
+    """Versions of the packages a result depends on, and the CPU it ran on (:func:`cpu`): a
+    timing moves with either."""
+    out = {"python": platform.python_version(), "cpu": cpu()}
     for package in ("actadd", "torch", "nnsight", "transformers", "datasets"):
         try:
             out[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             out[package] = "not installed"
     return out
+
+
+def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name and what multiplies bfloat16 on it ("AMD EPYC, bfloat16 by AVX512-BF16"):
+    on these machines Intel's AMX tiles run a bfloat16 matmul several times as fast as AVX512-BF16,
+    so a timing means little without it. From ``/proc/cpuinfo`` on Linux, ``platform.processor()``
+    elsewhere."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return platform.processor() or platform.machine() or "unknown"
+    fields = dict(
+        (key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines()) if value
+    )
+    flags = set(fields.get("flags", "").split())
+    units = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no bfloat16 units"
+    return f"{fields.get('model name', platform.machine() or 'unknown')}, bfloat16 by {units}"
 
 
 def peak_memory_gb(status: Path = Path("/proc/self/status")) -> float:

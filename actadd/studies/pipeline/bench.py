@@ -321,7 +321,8 @@ def bench_section(record: dict) -> str:
     ratio = g["steered_vs_hf_throughput"]
     sweep = g["sweep_speedup"]
     return (
-        f"One `make bench` run on this CPU ({record['threads']} threads, torch {record['versions'].get('torch', '?')}; "
+        f"One `make bench` run on this CPU ({record['versions'].get('cpu', 'CPU not recorded')}; {record['threads']} "
+        f"threads, torch {record['versions'].get('torch', '?')}; "
         f"{t['model']} in {t['dtype']}, {t['parameters'] / 1e6:.0f}M parameters). The limit at a path's shape is the "
         f"{t['dtype']} matmul rate measured in the same run at its rows x d_model x d_ff, over 2 x parameters FLOP a "
         f"token (a square 2048^3 matmul ran at {t['square_matmul_gflop_per_s']['median']:,.0f} GFLOP/s); medians "

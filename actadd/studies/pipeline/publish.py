@@ -124,8 +124,8 @@ def results_section(root: Path = RESULTS, *, profile: str, model: str) -> str:
             ),
             *([_notes(notes)] if notes else []),
             *judges,
-            f"What each study cost on this 2-core CPU ({total / 60:.0f} min for the studies in all), and its peak "
-            "resident memory:",
+            f"What each study cost on {_machine(records)} ({total / 60:.0f} min for the studies in all), and its "
+            "peak resident memory:",
             markdown_table(cost_table(records)),
         ]
     )
@@ -144,15 +144,24 @@ def _notebook_time(record: StudyRecord) -> float:
 def cost_table(records: list[StudyRecord]) -> pd.DataFrame:
     """What each study of a snapshot cost: the notebook's wall time (the runner's), the minutes
     it spent in each phase it timed (the rest is loading models and data, statistics and
-    figures), its peak resident memory, and the run it came from."""
+    figures), its peak resident memory, the run it came from, and the CPU it ran on when the
+    studies did not all run on one (:func:`_machine` names that one)."""
     rows = []
     for record in records:
         row = {"study": record.study, "wall time": f"{_notebook_time(record) / 60:.1f} min"}
         row |= {p: f"{record.phases_s[p] / 60:.1f} min" if p in record.phases_s else "-" for p in PHASES}
         memory = "-" if record.peak_memory_gb is None else f"{record.peak_memory_gb:.1f} GB"
-        rows.append({**row, "peak memory": memory, "run": record.provenance.run if record.provenance else "-"})
+        rows.append({**row, "peak memory": memory, "run": record.provenance.run if record.provenance else "-",
+                     "CPU": record.versions.get("cpu", "not recorded")})  # fmt: skip
     table = pd.DataFrame(rows)
-    return table[[c for c in table.columns if c not in PHASES or (table[c] != "-").any()]]
+    shown = [c for c in table.columns if c not in PHASES or (table[c] != "-").any()]
+    return table[[c for c in shown if c != "CPU" or table[c].nunique() > 1]]
+
+
+def _machine(records: list[StudyRecord]) -> str:
+    """The CPU the studies ran on, as the cost table's heading names it."""
+    cpus = {r.versions.get("cpu") for r in records}
+    return f"this 2-core CPU ({cpus.pop()})" if len(cpus) == 1 and None not in cpus else "this 2-core CPU"
 
 
 def scorers_table(records: list[StudyRecord]) -> pd.DataFrame:

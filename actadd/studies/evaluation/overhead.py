@@ -385,8 +385,8 @@ def premium_table(
     median of the paired premiums ``t_actadd / t_base - 1`` with its order-statistics interval
     (``premium``, ``premium_low``, ``premium_high``; fractions, not percent; NaN bounds from fewer
     pairs than :func:`.stats.fewest_for_median_ci`), the ratio of mean times minus 1, the extra
-    milliseconds per forward call, the nnsight path over a plain torch hook doing the same addition, and computing the vector over one forward of its pair (per
-    model). Returns the table and the paired premiums by (model, batch), for claims on them."""
+    milliseconds per forward call, the nnsight path over a plain torch hook doing the same
+    addition, and computing the vector over one forward of its pair (per model). Returns the table and the paired premiums by (model, batch), for claims on them."""
     rows, paired = [], {}
     for name in tqdm(list(dict.fromkeys(models)), desc="forward premium", disable=not progress, leave=False):
         model = load_bench_model(name, seed=seed)

@@ -98,19 +98,19 @@ def premium_figure(study: Study, table: pd.DataFrame) -> None:
     """The premium per model, smallest first (paired median and ratio of means), and the vector's cost."""
     margin = study["premium_margin"]
     table = table.sort_values("parameters", kind="stable")
-    table = table.assign(shape=[f"{m} ({p / 1e6:.0f}M)" for m, p in zip(table.model, table.parameters)])
+    table = table.assign(labelled=[f"{m} ({p / 1e6:.0f}M)" for m, p in zip(table.model, table.parameters)])
     fig, axes = plots.panels(2, title=f"What the ActAdd path costs at {count(torch.get_num_threads(), 'CPU thread')}",
                              panel=(6.4, 4.6))  # fmt: skip
-    plots.by_setting(axes[0, 0], table, "shape", "premium", hue="batch",
+    plots.by_setting(axes[0, 0], table, "labelled", "premium", hue="batch",
                      hue_format=f"batch {{}} x {study['seq_len']}", scale=100)  # fmt: skip
-    axes[0, 0].scatter(plots.category_positions(table, "shape", hue="batch"), 100 * table.premium_of_means,
+    axes[0, 0].scatter(plots.category_positions(table, "labelled", hue="batch"), 100 * table.premium_of_means,
                        marker="x", color="black", s=20, zorder=3, label="ratio of means")  # fmt: skip
     axes[0, 0].axhline(0, color="grey", lw=1)
     axes[0, 0].axhspan(-100 * margin, 100 * margin, color="green", alpha=0.1, label="within the margin")
     axes[0, 0].set(xlabel="model (parameters)", ylabel="forward premium (%)",
                    title="Median paired premium (95% CI, order statistics)")  # fmt: skip
     axes[0, 0].legend(fontsize=8)
-    plots.by_setting(axes[0, 1], table.drop_duplicates("model"), "shape", "vector_over_pair_forward",
+    plots.by_setting(axes[0, 1], table.drop_duplicates("model"), "labelled", "vector_over_pair_forward",
                      low="vector_low", high="vector_high")  # fmt: skip
     axes[0, 1].axhline(1.0, color="grey", ls="--", lw=1, label="one forward of the pair")
     axes[0, 1].set(xlabel="model (parameters)", ylabel="vector time / pair forward time",

@@ -386,7 +386,8 @@ def premium_table(
     (``premium``, ``premium_low``, ``premium_high``; fractions, not percent; NaN bounds from fewer
     pairs than :func:`.stats.fewest_for_median_ci`), the ratio of mean times minus 1, the extra
     milliseconds per forward call, the nnsight path over a plain torch hook doing the same
-    addition, and computing the vector over one forward of its pair (per model). Returns the table and the paired premiums by (model, batch), for claims on them."""
+    addition, and computing the vector over one forward of its pair (per model). Returns the
+    table and the paired premiums by (model, batch), for claims on them."""
     rows, paired = [], {}
     for name in tqdm(list(dict.fromkeys(models)), desc="forward premium", disable=not progress, leave=False):
         model = load_bench_model(name, seed=seed)

@@ -84,13 +84,12 @@ def record_median(study: Study, claim_id: str, pairs: np.ndarray) -> None:
     """Record the median paired premium with its order-statistics interval; too few pairs for a
     95% interval leave the claim unresolved, and its note says so."""
     estimate = median_estimate(pairs)
-    few = np.isnan(estimate.low)
-    fewest = fewest_for_median_ci()
-    note = (
-        f"a median of {count(len(pairs), 'pair')} has no {CONFIDENCE:.0%} interval, which takes at least {fewest}"
-        if few
-        else ""
-    )
+    note = ""
+    if np.isnan(estimate.low):
+        note = (
+            f"a median of {count(len(pairs), 'pair')} has no {CONFIDENCE:.0%} interval, which takes at least "
+            f"{fewest_for_median_ci()}"
+        )
     study.record(claim_id, estimate, note=note)
 
 
